@@ -1,0 +1,293 @@
+//! Typed settings for every Asepsis subsystem.
+//!
+//! This crate owns reading configuration: the compiled-in `defaults.toml`, then an optional
+//! file (`--config FILE`), then environment variables `ASEPSIS__SECTION__KEY` (nested keys
+//! joined by `__`). Settings are validated once, at start-up, with an error that names the
+//! setting. It must not read anything else from the environment, and secrets stay
+//! [`SecretString`]s that never show in `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The defaults every deployment starts from; also the documented list of settings.
+pub const DEFAULTS_TOML: &str = include_str!("../defaults.toml");
+
+/// A setting that could not be read or does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The layers could not be merged into the typed settings (bad type, unknown variant…).
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value parsed but is out of range; names the setting.
+    #[error("configuration: {setting}: {problem}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: Server,
+    pub log: Log,
+    pub queue: Queue,
+    pub worker: Worker,
+    pub store: Store,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Queue {
+    pub prefetch: u16,
+    pub max_attempts: u32,
+    pub retry_delays_ms: Vec<u64>,
+    pub confirm_timeout_ms: u64,
+    pub backend: QueueBackend,
+}
+
+impl Queue {
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays_ms
+            .iter()
+            .copied()
+            .map(Duration::from_millis)
+            .collect()
+    }
+
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum QueueBackend {
+    /// On-disk spool under `server.data_dir`; no server needed.
+    Embedded,
+    /// RabbitMQ quorum queue named `queue`, with its retry and dead-letter queues beside it.
+    Rabbitmq { url: SecretString, queue: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worker {
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Store {
+    /// A directory; `root` defaults to `server.data_dir/store`.
+    Local { root: Option<PathBuf> },
+    /// An S3-compatible bucket.
+    S3 {
+        bucket: String,
+        region: String,
+        endpoint: Option<String>,
+        access_key_id: Option<SecretString>,
+        secret_access_key: Option<SecretString>,
+        #[serde(default)]
+        allow_http: bool,
+    },
+}
+
+impl Settings {
+    /// Merge defaults → `file` → environment, then validate.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting that is missing, mistyped or out of range.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        Self::from_figment(figment.merge(Env::prefixed("ASEPSIS__").split("__")))
+    }
+
+    /// Extract and validate settings from an already layered figment (tests use this).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, problem: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.queue.prefetch == 0 {
+            return invalid("queue.prefetch", "must be at least 1");
+        }
+        if self.queue.max_attempts == 0 {
+            return invalid("queue.max_attempts", "must be at least 1");
+        }
+        if self.queue.retry_delays_ms.is_empty() {
+            return invalid("queue.retry_delays_ms", "needs at least one delay");
+        }
+        if self.queue.confirm_timeout_ms == 0 {
+            return invalid("queue.confirm_timeout_ms", "must be more than 0");
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("worker.concurrency", "must be at least 1");
+        }
+        if self.server.request_timeout_secs == 0 {
+            return invalid("server.request_timeout_secs", "must be more than 0");
+        }
+        if let QueueBackend::Rabbitmq { queue, .. } = &self.queue.backend
+            && (queue.is_empty() || queue.len() > 200)
+        {
+            return invalid("queue.backend.queue", "must be 1 to 200 characters");
+        }
+        if let Store::S3 { bucket, .. } = &self.store
+            && bucket.is_empty()
+        {
+            return invalid("store.bucket", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Where the local object store lives when `store.type = "local"`.
+    pub fn local_store_root(&self) -> Option<PathBuf> {
+        match &self.store {
+            Store::Local { root } => Some(
+                root.clone()
+                    .unwrap_or_else(|| self.server.data_dir.join("store")),
+            ),
+            Store::S3 { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+// figment::Jail closures return figment::Error, which is large.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    fn base() -> Figment {
+        Figment::from(Toml::string(DEFAULTS_TOML))
+    }
+
+    #[test]
+    fn defaults_are_embedded_and_local() -> Result<(), ConfigError> {
+        let s = Settings::from_figment(base())?;
+        assert!(matches!(s.queue.backend, QueueBackend::Embedded));
+        assert!(matches!(s.store, Store::Local { root: None }));
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.log.format, LogFormat::Text);
+        Ok(())
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "asepsis.toml",
+                "[server]\nlisten = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 7\n",
+            )?;
+            jail.set_env("ASEPSIS__WORKER__CONCURRENCY", "3");
+            jail.set_env("ASEPSIS__QUEUE__BACKEND__TYPE", "rabbitmq");
+            jail.set_env(
+                "ASEPSIS__QUEUE__BACKEND__URL",
+                "amqp://u:p@127.0.0.1:5672/%2f",
+            );
+            jail.set_env("ASEPSIS__QUEUE__BACKEND__QUEUE", "jobs");
+            let s = Settings::load(Some(Path::new("asepsis.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.listen.port(), 9000);
+            assert_eq!(s.worker.concurrency, 3);
+            match &s.queue.backend {
+                QueueBackend::Rabbitmq { url, queue } => {
+                    assert_eq!(queue, "jobs");
+                    assert!(url.expose_secret().starts_with("amqp://"));
+                }
+                other => panic!("expected rabbitmq, got {other:?}"),
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ASEPSIS__QUEUE__BACKEND__TYPE", "rabbitmq");
+            jail.set_env("ASEPSIS__QUEUE__BACKEND__URL", "amqp://u:hunter2@h/%2f");
+            jail.set_env("ASEPSIS__QUEUE__BACKEND__QUEUE", "jobs");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(!format!("{s:?}").contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let bad = base().merge(Toml::string("[queue]\nprefetch = 0\n"));
+        let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("queue.prefetch"), "{err}");
+
+        let bad = base().merge(Toml::string("[server]\nlisten = \"nowhere\"\n"));
+        let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+
+        let bad = base().merge(Toml::string("[queue.backend]\ntype = \"kafka\"\n"));
+        let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("kafka"), "{err}");
+
+        let bad = base().merge(Toml::string("[server]\nlisen = \"127.0.0.1:1\"\n"));
+        let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/asepsis.toml")))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,387 @@
+//! `asepsis`: the one binary. It parses the command line, loads the settings, starts tracing,
+//! builds the real adapters and hands them to the services; it holds no business logic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use asepsis_common::queue::{EmbeddedQueue, Policy, Queue, RabbitQueue, Replay};
+use asepsis_config::{LogFormat, QueueBackend, Settings};
+use asepsis_ingest::AppState;
+use asepsis_worker::jobs::AssetJobs;
+use asepsis_worker::runner::{self, RunnerConfig};
+use clap::{Args, Parser, Subcommand};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+/// Exit status of a command that is not in this build.
+const NOT_BUILT: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "asepsis", version, about = "Secure media-ingest pipeline")]
+struct Cli {
+    /// Settings file layered over the built-in defaults (env ASEPSIS__SECTION__KEY wins).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr: text or json (overrides log.format).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct Local {
+    /// Data directory (spool, local store, audit log); overrides server.data_dir.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Address to serve HTTP on; overrides server.listen.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process on the configured (by default embedded) backends.
+    Up(Local),
+    /// The HTTP service alone (for RabbitMQ + S3 deployments).
+    Ingest(Local),
+    /// The worker alone (for RabbitMQ + S3 deployments).
+    Worker(Local),
+    /// Strip and verify files offline (not in this build).
+    Sanitize {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Face-scan files offline (not in this build).
+    Scan {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Batch import (not in this build).
+    Import {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// API keys and key-encryption keys (not in this build).
+    Keys {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Operator commands.
+    Ctl {
+        /// Data directory of the embedded backends; overrides server.data_dir.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Ctl,
+    },
+}
+
+#[derive(Subcommand)]
+enum Ctl {
+    /// Ready, in-flight, retrying and dead-letter counts.
+    Queues {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead letters: job id, reason, attempts (never bodies).
+    DeadLetters {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back to the queue; written to the audit log.
+    Replay {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the audit log of operator actions.
+    Audit,
+    /// Verify an asset's provenance chain (not in this build).
+    Verify { asset: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sanitize { .. } => return not_built("sanitize"),
+        Command::Scan { .. } => return not_built("scan"),
+        Command::Import { .. } => return not_built("import"),
+        Command::Keys { .. } => return not_built("keys"),
+        Command::Ctl {
+            command: Ctl::Verify { .. },
+            ..
+        } => return not_built("ctl verify"),
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("asepsis: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("asepsis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_built(what: &str) -> ExitCode {
+    eprintln!("asepsis {what}: not in this build yet");
+    ExitCode::from(NOT_BUILT)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(format) = &cli.log_format {
+        settings.log.format = match format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => anyhow::bail!("--log-format: expected text or json, got {other:?}"),
+        };
+    }
+    match cli.command {
+        Command::Up(local) => {
+            apply(&mut settings, &local);
+            serve(settings, true, true).await
+        }
+        Command::Ingest(local) => {
+            apply(&mut settings, &local);
+            serve(settings, true, false).await
+        }
+        Command::Worker(local) => {
+            apply(&mut settings, &local);
+            serve(settings, false, true).await
+        }
+        Command::Ctl { data, command } => {
+            if let Some(data) = data {
+                settings.server.data_dir = data;
+            }
+            ctl(settings, command).await
+        }
+        _ => Ok(ExitCode::from(NOT_BUILT)),
+    }
+}
+
+fn apply(settings: &mut Settings, local: &Local) {
+    if let Some(data) = &local.data {
+        settings.server.data_dir.clone_from(data);
+    }
+    if let Some(listen) = local.listen {
+        settings.server.listen = listen;
+    }
+}
+
+fn init_tracing(settings: &Settings) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match settings.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn policy(settings: &Settings) -> Policy {
+    Policy {
+        max_attempts: settings.queue.max_attempts,
+        retry_delays: settings.queue.retry_delays(),
+    }
+}
+
+/// The configured queue; `serving` takes the embedded spool's lock and reclaims its jobs.
+async fn open_queue(settings: &Settings, serving: bool) -> anyhow::Result<Arc<dyn Queue>> {
+    let policy = policy(settings);
+    Ok(match &settings.queue.backend {
+        QueueBackend::Embedded => {
+            let dir = settings.server.data_dir.join("queue");
+            let queue = if serving {
+                EmbeddedQueue::open(&dir, policy)
+            } else {
+                EmbeddedQueue::open_admin(&dir, policy)
+            };
+            Arc::new(queue.context("embedded queue")?)
+        }
+        QueueBackend::Rabbitmq { url, queue } => Arc::new(
+            RabbitQueue::connect(
+                url.expose_secret(),
+                queue,
+                policy,
+                settings.queue.confirm_timeout(),
+            )
+            .await
+            .context("RabbitMQ queue")?,
+        ),
+    })
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    const SECONDS: &[f64] = &[
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("metrics recorder")
+}
+
+/// Cancelled on the first SIGINT or SIGTERM.
+fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+/// Run the HTTP service, the worker, or both, until a signal; then drain and return 0.
+async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<ExitCode> {
+    init_tracing(&settings);
+    let metrics = install_metrics()?;
+    let shutdown = shutdown_on_signal()?;
+    std::fs::create_dir_all(&settings.server.data_dir).with_context(|| {
+        format!(
+            "cannot create data dir {}",
+            settings.server.data_dir.display()
+        )
+    })?;
+    let queue = open_queue(&settings, worker).await?;
+
+    let worker_task = worker.then(|| {
+        let config = RunnerConfig {
+            concurrency: settings.worker.concurrency,
+            prefetch: settings.queue.prefetch,
+        };
+        let (queue, shutdown) = (queue.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            runner::run(queue, Arc::new(AssetJobs), config, shutdown.clone()).await
+        })
+    });
+
+    if http {
+        let listener = tokio::net::TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let addr = listener.local_addr().context("bound address")?;
+        tracing::info!(%addr, "listening");
+        let state = AppState {
+            queue: queue.clone(),
+            metrics,
+        };
+        let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+        let app = asepsis_ingest::app(state, timeout);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("HTTP server")?;
+    } else {
+        tracing::info!("worker only; no HTTP");
+    }
+    shutdown.cancelled().await;
+    if let Some(task) = worker_task {
+        task.await.context("worker task")??;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ctl(settings: Settings, command: Ctl) -> anyhow::Result<ExitCode> {
+    let queue = open_queue(&settings, false).await?;
+    match command {
+        Ctl::Queues { json } => {
+            let stats = queue.stats().await?;
+            if json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                let in_flight = stats
+                    .in_flight
+                    .map_or_else(|| "n/a".to_owned(), |n| n.to_string());
+                println!("ready        {}", stats.ready);
+                println!("in-flight    {in_flight}");
+                println!("retrying     {}", stats.retrying);
+                println!("dead-letter  {}", stats.dead);
+            }
+        }
+        Ctl::DeadLetters { json } => {
+            let letters = queue.dead_letters().await?;
+            if json {
+                println!("{}", serde_json::to_string(&letters)?);
+            } else {
+                println!("{:<36}  {:>8}  reason", "job id", "attempts");
+                for l in &letters {
+                    println!("{:<36}  {:>8}  {}", l.id, l.attempts, l.reason);
+                }
+                println!("{} dead letter(s)", letters.len());
+            }
+        }
+        Ctl::Replay { id, all } => {
+            let which = match (id, all) {
+                (Some(id), false) => Replay::One(id),
+                _ => Replay::All,
+            };
+            let ids = queue.replay(which.clone()).await?;
+            audit(&settings.server.data_dir, "replay", &ids)?;
+            println!("replayed {} dead letter(s)", ids.len());
+            if let (true, Replay::One(id)) = (ids.is_empty(), which) {
+                eprintln!("no dead letter with id {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Ctl::Audit => {
+            let path = settings.server.data_dir.join("audit.jsonl");
+            match std::fs::read_to_string(&path) {
+                Ok(text) => print!("{text}"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context("reading the audit log"),
+            }
+        }
+        Ctl::Verify { .. } => return Ok(ExitCode::from(NOT_BUILT)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Append one operator action to `DATA/audit.jsonl`: who (the OS user), when, what, which ids.
+fn audit(data_dir: &Path, action: &str, ids: &[String]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let at_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let line = serde_json::json!({
+        "at_unix": at_unix, "actor": actor, "action": action, "count": ids.len(), "ids": ids,
+    });
+    std::fs::create_dir_all(data_dir).context("data dir")?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("audit.jsonl"))
+        .context("opening the audit log")?;
+    writeln!(file, "{line}").context("writing the audit log")?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `asepsis up` as a user runs it: the real binary on embedded defaults, no config file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Start `asepsis up` on a free port; return the child, its address and its stderr lines.
+fn start_up(data: &std::path::Path) -> (Child, String, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asepsis"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        let line = rx.recv_timeout(DEADLINE).expect("`up` to log its address");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    (child, addr, rx)
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn up_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, addr, logs) = start_up(data.path());
+
+    assert_eq!(http_get(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "asepsis_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("asepsis_queue_messages{state=\"ready\"} 0"),
+        "{metrics}"
+    );
+    assert!(data.path().join("queue/spool.sqlite3").is_file());
+
+    let ctl = Command::new(env!("CARGO_BIN_EXE_asepsis"))
+        .args(["ctl", "--data"])
+        .arg(data.path())
+        .args(["queues", "--json"])
+        .output()
+        .unwrap();
+    assert!(ctl.status.success(), "ctl queues beside a running server");
+    let stats: serde_json::Value = serde_json::from_slice(&ctl.stdout).unwrap();
+    assert_eq!(stats["ready"], 0);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM ends `up` with exit 0");
+    let logged: Vec<String> = logs.try_iter().collect();
+    assert!(
+        logged.iter().any(|l| l.contains("worker stopped")),
+        "{logged:?}"
+    );
+}
+
+#[test]
+fn commands_not_built_yet_exit_2() {
+    for args in [
+        &["sanitize", "x", "-o", "y"][..],
+        &["import", "d"],
+        &["keys", "rotate-kek"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not in this build"));
+    }
+}
+
+#[test]
+fn a_bad_setting_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
+        .args(["up", "--data", "/nonexistent-never"])
+        .env("ASEPSIS__QUEUE__PREFETCH", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("queue.prefetch"));
+}
