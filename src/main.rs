@@ -8,13 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use asepsis_common::keys::LocalKeyring;
+use asepsis_common::provenance::{self, Signer, TrustedKeys};
 use asepsis_common::queue::{EmbeddedQueue, Policy, Queue, RabbitQueue, Replay};
+use asepsis_common::storage::Storage;
 use asepsis_config::{LogFormat, QueueBackend, Settings};
 use asepsis_ingest::AppState;
 use asepsis_worker::jobs::AssetJobs;
 use asepsis_worker::runner::{self, RunnerConfig};
 use clap::{Args, Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use object_store::local::LocalFileSystem;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -67,10 +71,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// API keys and key-encryption keys (not in this build).
+    /// Key-encryption keys (and, not in this build yet, API keys).
     Keys {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Data directory of the embedded backends; overrides server.data_dir.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Keys,
     },
     /// Operator commands.
     Ctl {
@@ -79,6 +86,18 @@ enum Command {
         data: Option<PathBuf>,
         #[command(subcommand)]
         command: Ctl,
+    },
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Add a KEK version and re-wrap every data key under it, without touching a blob.
+    /// Interrupted, it resumes where it stopped when run again.
+    RotateKek,
+    /// Create an API key (not in this build).
+    Create {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -105,8 +124,14 @@ enum Ctl {
     },
     /// Print the audit log of operator actions.
     Audit,
-    /// Verify an asset's provenance chain (not in this build).
-    Verify { asset: String },
+    /// Verify an asset's provenance: sequence, hash chain and signatures; prints the first
+    /// broken link.
+    Verify {
+        asset: uuid::Uuid,
+        /// Also print the log as W3C PROV JSON.
+        #[arg(long)]
+        prov: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,11 +140,10 @@ fn main() -> ExitCode {
         Command::Sanitize { .. } => return not_built("sanitize"),
         Command::Scan { .. } => return not_built("scan"),
         Command::Import { .. } => return not_built("import"),
-        Command::Keys { .. } => return not_built("keys"),
-        Command::Ctl {
-            command: Ctl::Verify { .. },
+        Command::Keys {
+            command: Keys::Create { .. },
             ..
-        } => return not_built("ctl verify"),
+        } => return not_built("keys create"),
         _ => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -170,6 +194,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings.server.data_dir = data;
             }
             ctl(settings, command).await
+        }
+        Command::Keys {
+            data,
+            command: Keys::RotateKek,
+        } => {
+            if let Some(data) = data {
+                settings.server.data_dir = data;
+            }
+            rotate_kek(&settings).await
         }
         _ => Ok(ExitCode::from(NOT_BUILT)),
     }
@@ -271,6 +304,9 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
         )
     })?;
     let queue = open_queue(&settings, worker).await?;
+    // Created with mode 0600 on first start.
+    let keys = local_keys(&settings)?;
+    open_storage(&settings, &keys)?;
 
     let worker_task = worker.then(|| {
         let config = RunnerConfig {
@@ -310,7 +346,101 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The embedded keys, created on first use: `DATA/keys/keyring.json` (KEKs) and
+/// `DATA/keys/signing.pk8` (this service's Ed25519 provenance key), both mode 0600.
+struct LocalKeys {
+    keyring: Arc<LocalKeyring>,
+    signer: Signer,
+}
+
+fn local_keys(settings: &Settings) -> anyhow::Result<LocalKeys> {
+    let dir = settings.server.data_dir.join("keys");
+    let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).context("keyring")?;
+    let signer = Signer::load_or_create(&dir.join("signing.pk8")).context("signing key")?;
+    Ok(LocalKeys {
+        keyring: Arc::new(keyring),
+        signer,
+    })
+}
+
+fn open_storage(settings: &Settings, keys: &LocalKeys) -> anyhow::Result<Storage> {
+    let root = settings
+        .local_store_root()
+        .context("store.type = \"s3\" is not in this build yet; use \"local\"")?;
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create store dir {}", root.display()))?;
+    let store = LocalFileSystem::new_with_prefix(&root).context("local store")?;
+    Ok(Storage::new(Arc::new(store), keys.keyring.clone()))
+}
+
+async fn rotate_kek(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let keys = local_keys(settings)?;
+    let storage = open_storage(settings, &keys)?;
+    let kek = keys.keyring.begin_rotation()?;
+    let done = storage
+        .rotate_kek()
+        .await
+        .context("re-wrapping data keys")?;
+    keys.keyring.finish_rotation()?;
+    audit(
+        &settings.server.data_dir,
+        "rotate-kek",
+        &[format!("{}:{}", kek.id, kek.version)],
+    )?;
+    println!(
+        "KEK {} is now version {}: {} data keys re-wrapped, {} already current",
+        kek.id, kek.version, done.rewrapped, done.already_current
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(settings: &Settings, asset: uuid::Uuid, prov: bool) -> anyhow::Result<ExitCode> {
+    let keys = local_keys(settings)?;
+    let storage = open_storage(settings, &keys)?;
+    let events = storage.events(asset).await?;
+    if events.is_empty() {
+        eprintln!("no provenance events for asset {asset}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut trusted = TrustedKeys::default();
+    trusted.add(keys.signer.public_key());
+    if prov {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&provenance::to_prov(asset, &events))?
+        );
+    }
+    match provenance::verify(asset, &events, &trusted) {
+        Ok(n) => {
+            let state = provenance::fold(&events)
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default();
+            println!("ok: {n} events, signatures and chain intact; state {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("broken: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 async fn ctl(settings: Settings, command: Ctl) -> anyhow::Result<ExitCode> {
+    match command {
+        Ctl::Verify { asset, prov } => return verify(&settings, asset, prov).await,
+        Ctl::Audit => {
+            let path = settings.server.data_dir.join("audit.jsonl");
+            return match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(e).context("reading the audit log"),
+            };
+        }
+        _ => {}
+    }
     let queue = open_queue(&settings, false).await?;
     match command {
         Ctl::Queues { json } => {
@@ -352,15 +482,7 @@ async fn ctl(settings: Settings, command: Ctl) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Ctl::Audit => {
-            let path = settings.server.data_dir.join("audit.jsonl");
-            match std::fs::read_to_string(&path) {
-                Ok(text) => print!("{text}"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).context("reading the audit log"),
-            }
-        }
-        Ctl::Verify { .. } => return Ok(ExitCode::from(NOT_BUILT)),
+        Ctl::Audit | Ctl::Verify { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -110,7 +110,7 @@ fn commands_not_built_yet_exit_2() {
     for args in [
         &["sanitize", "x", "-o", "y"][..],
         &["import", "d"],
-        &["keys", "rotate-kek"],
+        &["keys", "create", "--tenant", "t"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
             .args(args)

@@ -1,9 +1,13 @@
 //! The Asepsis domain core and the adapters both services share.
 //!
-//! Pure modules take bytes and typed values and return typed results (the job schema today;
-//! stripping, detection, crypto and consent as they land). Adapters that do I/O live in their
-//! own modules (`queue`). Nothing here reads the environment or configuration files: callers
-//! pass typed settings in.
+//! Pure modules take bytes and typed values and return typed results: the job schema, the
+//! encrypted blob format (`envelope`), keys, provenance; stripping, detection and consent as
+//! they land. Adapters that do I/O live in their own modules (`queue`, `storage`). Nothing
+//! here reads the environment or configuration files: callers pass typed settings in.
 
+pub mod envelope;
 pub mod job;
+pub mod keys;
+pub mod provenance;
 pub mod queue;
+pub mod storage;

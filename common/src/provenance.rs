@@ -1,0 +1,641 @@
+//! Provenance: each asset's append-only, hash-chained, signed log of events, the asset state
+//! folded from it, and its export as W3C PROV JSON.
+//!
+//! Events hold ids, names, counts and hashes, never PHI values (no metadata values, file
+//! names, consent details or face crops). Each [`Event`]'s hash is SHA-256 over its canonical
+//! encoding: the compact JSON serialization of the `Event` struct, fields in declaration
+//! order, with no maps (so it is the same bytes on every machine). `prev` is the previous
+//! event's hash (empty for seq 0), and the hash is signed with Ed25519 by the writing
+//! service's key, whose id is in the event. Where events are stored, and how appends race, is
+//! `storage`'s business; this module is pure.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use ring::digest::{SHA256, digest};
+use ring::rand::SystemRandom;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::envelope::Role;
+
+pub const EVENT_VERSION: u32 = 1;
+
+/// What happened to an asset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    Received {
+        consent_id: Option<Uuid>,
+        format: String,
+        size_bytes: u64,
+        sha256: String,
+    },
+    Stripped {
+        removed: Vec<String>,
+        size_bytes: u64,
+        sha256: String,
+        gps_in_original: bool,
+    },
+    Scanned {
+        verdict: String,
+        faces: u32,
+        model_sha256: String,
+    },
+    Verdict {
+        decision: String,
+        reason: String,
+    },
+    Encrypted {
+        role: Role,
+        kek_id: String,
+        kek_version: u32,
+        size_bytes: u64,
+    },
+    Published,
+    Rejected {
+        reason: String,
+    },
+    Withdrawn {
+        consent_id: Uuid,
+    },
+    Restricted,
+    Unrestricted,
+    TakenDown {
+        takedown_id: Uuid,
+    },
+    Restored {
+        takedown_id: Uuid,
+    },
+    Erased,
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Received { .. } => "received",
+            EventKind::Stripped { .. } => "stripped",
+            EventKind::Scanned { .. } => "scanned",
+            EventKind::Verdict { .. } => "verdict",
+            EventKind::Encrypted { .. } => "encrypted",
+            EventKind::Published => "published",
+            EventKind::Rejected { .. } => "rejected",
+            EventKind::Withdrawn { .. } => "withdrawn",
+            EventKind::Restricted => "restricted",
+            EventKind::Unrestricted => "unrestricted",
+            EventKind::TakenDown { .. } => "taken_down",
+            EventKind::Restored { .. } => "restored",
+            EventKind::Erased => "erased",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    pub asset_id: Uuid,
+    pub seq: u64,
+    pub at_ms: u64,
+    /// Hex SHA-256 of the previous event; empty for seq 0.
+    pub prev: String,
+    /// Id of the key that signs this event.
+    pub signer: String,
+    pub what: EventKind,
+}
+
+impl Event {
+    /// The canonical encoding that is hashed.
+    pub fn canonical(&self) -> Vec<u8> {
+        // Plain structs and enums of strings and numbers always serialize.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn hash(&self) -> String {
+        hex::encode(digest(&SHA256, &self.canonical()))
+    }
+}
+
+/// An event as stored: the event, its hash, and the signer's Ed25519 signature of the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEvent {
+    pub event: Event,
+    pub hash: String,
+    pub signature: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningError {
+    #[error("signing key {path}: {problem}")]
+    Key { path: String, problem: String },
+}
+
+/// A service's signing key: Ed25519 from ring, kept as PKCS#8 in a 0600 file.
+pub struct Signer {
+    pair: Ed25519KeyPair,
+    id: String,
+}
+
+impl Signer {
+    /// Load the key at `path`, creating it if missing.
+    ///
+    /// # Errors
+    /// [`SigningError::Key`] when it cannot be read, parsed or created.
+    pub fn load_or_create(path: &Path) -> Result<Self, SigningError> {
+        let err = |problem: String| SigningError::Key {
+            path: path.display().to_string(),
+            problem,
+        };
+        let pkcs8 = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|_| err("random number generator failed".into()))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                }
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| err(e.to_string()))?;
+                file.write_all(doc.as_ref())
+                    .map_err(|e| err(e.to_string()))?;
+                file.sync_all().map_err(|e| err(e.to_string()))?;
+                doc.as_ref().to_vec()
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        Self::from_pkcs8(&pkcs8).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
+    }
+
+    /// # Errors
+    /// When `pkcs8` is not an Ed25519 key.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, ring::error::KeyRejected> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)?;
+        let id = key_id(pair.public_key().as_ref());
+        Ok(Self { pair, id })
+    }
+
+    /// A throwaway key (tests).
+    ///
+    /// # Errors
+    /// When the RNG fails.
+    pub fn generate() -> Result<Self, ring::error::Unspecified> {
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())?;
+        Self::from_pkcs8(doc.as_ref()).map_err(|_| ring::error::Unspecified)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    /// Build, hash and sign the event that follows `prev` (or the first, when `None`).
+    pub fn sign_next(
+        &self,
+        asset_id: Uuid,
+        prev: Option<&SignedEvent>,
+        at_ms: u64,
+        what: EventKind,
+    ) -> SignedEvent {
+        let event = Event {
+            v: EVENT_VERSION,
+            asset_id,
+            seq: prev.map_or(0, |p| p.event.seq + 1),
+            at_ms,
+            prev: prev.map(|p| p.hash.clone()).unwrap_or_default(),
+            signer: self.id.clone(),
+            what,
+        };
+        let hash = event.hash();
+        let signature = hex::encode(self.pair.sign(hash.as_bytes()).as_ref());
+        SignedEvent {
+            event,
+            hash,
+            signature,
+        }
+    }
+}
+
+/// Key id: the first 16 hex digits of SHA-256 of the public key.
+pub fn key_id(public_key: &[u8]) -> String {
+    hex::encode(&digest(&SHA256, public_key).as_ref()[..8])
+}
+
+/// The public keys whose signatures a verifier accepts, by key id.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys(BTreeMap<String, Vec<u8>>);
+
+impl TrustedKeys {
+    pub fn add(&mut self, public_key: Vec<u8>) {
+        self.0.insert(key_id(&public_key), public_key);
+    }
+}
+
+/// The first broken link of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {position} (seq {seq}): {problem}")]
+pub struct BrokenLink {
+    /// Position in the log as stored (0-based).
+    pub position: usize,
+    pub seq: u64,
+    pub problem: String,
+}
+
+/// Check sequence, asset, hashes, chain and signatures of one asset's log, in stored order.
+/// Returns the number of events.
+///
+/// # Errors
+/// [`BrokenLink`] at the first event that does not check out.
+pub fn verify(
+    asset_id: Uuid,
+    events: &[SignedEvent],
+    trusted: &TrustedKeys,
+) -> Result<usize, BrokenLink> {
+    let mut prev_hash = String::new();
+    for (position, signed) in events.iter().enumerate() {
+        let e = &signed.event;
+        let broken = |problem: String| BrokenLink {
+            position,
+            seq: e.seq,
+            problem,
+        };
+        if e.seq != position as u64 {
+            return Err(broken(format!("sequence gap: expected seq {position}")));
+        }
+        if e.asset_id != asset_id {
+            return Err(broken("belongs to another asset".into()));
+        }
+        if e.v != EVENT_VERSION {
+            return Err(broken(format!("unknown event version {}", e.v)));
+        }
+        if e.hash() != signed.hash {
+            return Err(broken("content does not match its hash (edited)".into()));
+        }
+        if e.prev != prev_hash {
+            return Err(broken("does not chain to the previous event".into()));
+        }
+        let key = trusted
+            .0
+            .get(&e.signer)
+            .ok_or_else(|| broken(format!("signed by unknown key {}", e.signer)))?;
+        let signature =
+            hex::decode(&signed.signature).map_err(|_| broken("signature is not hex".into()))?;
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(signed.hash.as_bytes(), &signature)
+            .map_err(|_| broken("bad signature".into()))?;
+        prev_hash.clone_from(&signed.hash);
+    }
+    Ok(events.len())
+}
+
+/// Where an asset is in its life, folded from its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetState {
+    Received,
+    Processing,
+    Held,
+    Published,
+    Rejected,
+    Withdrawn,
+    Erased,
+    Restricted,
+    TakenDown,
+}
+
+/// Fold a log into the asset's state. Erasure and withdrawal are final; a restriction or a
+/// take-down freezes the asset until lifted, when it returns to where it was.
+pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
+    let mut state: Option<AssetState> = None;
+    let mut before_freeze = None;
+    for e in events {
+        use AssetState as S;
+        if matches!(state, Some(S::Erased | S::Withdrawn)) {
+            if matches!(e.event.what, EventKind::Erased) {
+                state = Some(S::Erased);
+            }
+            continue;
+        }
+        state = Some(match &e.event.what {
+            EventKind::Received { .. } => S::Received,
+            EventKind::Stripped { .. }
+            | EventKind::Scanned { .. }
+            | EventKind::Encrypted { .. } => match state {
+                Some(s @ (S::Restricted | S::TakenDown)) => s,
+                _ => S::Processing,
+            },
+            EventKind::Verdict { decision, .. } if decision == "hold" => S::Held,
+            EventKind::Verdict { .. } => state.unwrap_or(S::Processing),
+            EventKind::Published => S::Published,
+            EventKind::Rejected { .. } => S::Rejected,
+            EventKind::Withdrawn { .. } => S::Withdrawn,
+            EventKind::Erased => S::Erased,
+            EventKind::Restricted | EventKind::TakenDown { .. } => {
+                if !matches!(state, Some(S::Restricted | S::TakenDown)) {
+                    before_freeze = state;
+                }
+                if matches!(e.event.what, EventKind::Restricted) {
+                    S::Restricted
+                } else {
+                    S::TakenDown
+                }
+            }
+            EventKind::Unrestricted | EventKind::Restored { .. } => {
+                before_freeze.take().unwrap_or(S::Received)
+            }
+        });
+    }
+    state
+}
+
+/// Render a log as W3C PROV-JSON: the asset's blobs are entities, each event an activity,
+/// each signing key an agent.
+pub fn to_prov(asset_id: Uuid, events: &[SignedEvent]) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let original = format!("asepsis:asset/{asset_id}/original");
+    let derivative = format!("asepsis:asset/{asset_id}/derivative");
+    let mut entity = Map::new();
+    let mut activity = Map::new();
+    let mut agent = Map::new();
+    let (mut generated, mut derived, mut used, mut associated) =
+        (Map::new(), Map::new(), Map::new(), Map::new());
+    entity.insert(original.clone(), json!({"prov:type": "asepsis:Original"}));
+    for (i, signed) in events.iter().enumerate() {
+        let e = &signed.event;
+        let act = format!("asepsis:asset/{asset_id}/event/{}", e.seq);
+        let signer = format!("asepsis:key/{}", e.signer);
+        activity.insert(
+            act.clone(),
+            json!({
+                "prov:type": format!("asepsis:{}", e.what.name()),
+                "prov:startTime": e.at_ms,
+                "asepsis:detail": serde_json::to_value(&e.what).unwrap_or(Value::Null),
+                "asepsis:hash": signed.hash,
+                "asepsis:prev": e.prev,
+            }),
+        );
+        agent.insert(signer.clone(), json!({"prov:type": "prov:SoftwareAgent"}));
+        associated.insert(
+            format!("_:assoc{i}"),
+            json!({"prov:activity": act, "prov:agent": signer}),
+        );
+        match &e.what {
+            EventKind::Received { .. } => {
+                generated.insert(
+                    format!("_:gen{i}"),
+                    json!({"prov:entity": original, "prov:activity": act}),
+                );
+            }
+            EventKind::Stripped { .. } => {
+                used.insert(
+                    format!("_:use{i}"),
+                    json!({"prov:activity": act, "prov:entity": original}),
+                );
+                entity.insert(
+                    derivative.clone(),
+                    json!({"prov:type": "asepsis:Derivative"}),
+                );
+                generated.insert(
+                    format!("_:gen{i}"),
+                    json!({"prov:entity": derivative, "prov:activity": act}),
+                );
+                derived.insert(format!("_:der{i}"), json!({
+                    "prov:generatedEntity": derivative, "prov:usedEntity": original, "prov:activity": act,
+                }));
+            }
+            _ => {
+                used.insert(
+                    format!("_:use{i}"),
+                    json!({"prov:activity": act, "prov:entity": original}),
+                );
+            }
+        }
+    }
+    json!({
+        "prefix": {"prov": "http://www.w3.org/ns/prov#", "asepsis": "urn:asepsis:"},
+        "entity": entity,
+        "activity": activity,
+        "agent": agent,
+        "wasGeneratedBy": generated,
+        "wasDerivedFrom": derived,
+        "used": used,
+        "wasAssociatedWith": associated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(signer: &Signer, asset: Uuid, kinds: Vec<EventKind>) -> Vec<SignedEvent> {
+        let mut out: Vec<SignedEvent> = Vec::new();
+        for (i, what) in kinds.into_iter().enumerate() {
+            let next = signer.sign_next(asset, out.last(), 1_000 + i as u64, what);
+            out.push(next);
+        }
+        out
+    }
+
+    fn sample(signer: &Signer, asset: Uuid) -> Vec<SignedEvent> {
+        chain(
+            signer,
+            asset,
+            vec![
+                EventKind::Received {
+                    consent_id: None,
+                    format: "jpeg".into(),
+                    size_bytes: 10,
+                    sha256: "ab".into(),
+                },
+                EventKind::Stripped {
+                    removed: vec!["EXIF:GPSLatitude".into()],
+                    size_bytes: 8,
+                    sha256: "cd".into(),
+                    gps_in_original: true,
+                },
+                EventKind::Verdict {
+                    decision: "publish".into(),
+                    reason: "identifiable consent".into(),
+                },
+                EventKind::Published,
+            ],
+        )
+    }
+
+    fn trusted(signer: &Signer) -> TrustedKeys {
+        let mut t = TrustedKeys::default();
+        t.add(signer.public_key());
+        t
+    }
+
+    #[test]
+    fn a_clean_chain_verifies_and_folds() {
+        let signer = Signer::generate().unwrap();
+        let asset = Uuid::new_v4();
+        let log = sample(&signer, asset);
+        assert_eq!(verify(asset, &log, &trusted(&signer)), Ok(4));
+        assert_eq!(fold(&log), Some(AssetState::Published));
+    }
+
+    #[test]
+    fn edits_removals_reorders_and_forgeries_are_caught() {
+        let signer = Signer::generate().unwrap();
+        let asset = Uuid::new_v4();
+        let log = sample(&signer, asset);
+        let keys = trusted(&signer);
+
+        let mut edited = log.clone();
+        edited[1].event.what = EventKind::Stripped {
+            removed: vec![],
+            size_bytes: 8,
+            sha256: "cd".into(),
+            gps_in_original: false,
+        };
+        assert_eq!(verify(asset, &edited, &keys).unwrap_err().position, 1);
+
+        let mut removed = log.clone();
+        removed.remove(1);
+        assert_eq!(verify(asset, &removed, &keys).unwrap_err().position, 1);
+
+        let mut reordered = log.clone();
+        reordered.swap(1, 2);
+        assert_eq!(verify(asset, &reordered, &keys).unwrap_err().position, 1);
+
+        // Re-hashed after an edit, but not re-signable without the key.
+        let mut rehashed = log.clone();
+        rehashed[2].event.what = EventKind::Verdict {
+            decision: "publish".into(),
+            reason: "forged".into(),
+        };
+        rehashed[2].hash = rehashed[2].event.hash();
+        let err = verify(asset, &rehashed, &keys).unwrap_err();
+        assert_eq!(err.position, 2);
+
+        // Signed by someone else.
+        let stranger = Signer::generate().unwrap();
+        let forged = sample(&stranger, asset);
+        assert!(
+            verify(asset, &forged, &keys)
+                .unwrap_err()
+                .problem
+                .contains("unknown key")
+        );
+        assert!(verify(Uuid::new_v4(), &log, &keys).is_err());
+    }
+
+    #[test]
+    fn state_fold_follows_the_rules() {
+        let signer = Signer::generate().unwrap();
+        let asset = Uuid::new_v4();
+        let recv = EventKind::Received {
+            consent_id: None,
+            format: "png".into(),
+            size_bytes: 1,
+            sha256: "x".into(),
+        };
+        let hold = EventKind::Verdict {
+            decision: "hold".into(),
+            reason: "not scanned".into(),
+        };
+        let cases = vec![
+            (vec![recv.clone()], AssetState::Received),
+            (vec![recv.clone(), hold.clone()], AssetState::Held),
+            (
+                vec![recv.clone(), hold.clone(), EventKind::Published],
+                AssetState::Published,
+            ),
+            (
+                vec![recv.clone(), EventKind::Published, EventKind::Restricted],
+                AssetState::Restricted,
+            ),
+            (
+                vec![
+                    recv.clone(),
+                    EventKind::Published,
+                    EventKind::Restricted,
+                    EventKind::Unrestricted,
+                ],
+                AssetState::Published,
+            ),
+            (
+                vec![
+                    recv.clone(),
+                    EventKind::Published,
+                    EventKind::Withdrawn { consent_id: asset },
+                    EventKind::Published,
+                ],
+                AssetState::Withdrawn,
+            ),
+            (
+                vec![
+                    recv.clone(),
+                    EventKind::Withdrawn { consent_id: asset },
+                    EventKind::Erased,
+                ],
+                AssetState::Erased,
+            ),
+            (
+                vec![
+                    recv,
+                    EventKind::Rejected {
+                        reason: "unknown format".into(),
+                    },
+                ],
+                AssetState::Rejected,
+            ),
+        ];
+        for (kinds, want) in cases {
+            assert_eq!(
+                fold(&chain(&signer, asset, kinds.clone())),
+                Some(want),
+                "{kinds:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn prov_export_uses_prov_terms() {
+        let signer = Signer::generate().unwrap();
+        let asset = Uuid::new_v4();
+        let prov = to_prov(asset, &sample(&signer, asset));
+        for term in [
+            "entity",
+            "activity",
+            "agent",
+            "wasGeneratedBy",
+            "wasDerivedFrom",
+            "used",
+        ] {
+            assert!(
+                prov.get(term)
+                    .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())),
+                "{term}"
+            );
+        }
+        assert_eq!(prov["activity"].as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn signing_key_file_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.pk8");
+        let a = Signer::load_or_create(&path).unwrap();
+        let b = Signer::load_or_create(&path).unwrap();
+        assert_eq!(a.id(), b.id());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! Where everything Asepsis keeps lives in the object store, in one place.
+//!
+//! ```text
+//! blobs/{asset}/{role}          encrypted blob (envelope format), role = original | derivative | export
+//! keys/{asset}                  the asset's data key, wrapped under a KEK (JSON WrappedKey)
+//! erased/{asset}                tombstone: the asset was crypto-shredded (its key is gone)
+//! events/{asset}/{seq:020}      provenance events (JSON SignedEvent), written create-only
+//! consents/{id}                 consent records
+//! ```
+//!
+//! Wrapped keys live apart from blobs, so rotating a KEK rewrites only `keys/` and erasing an
+//! asset is deleting one small object. There is no cross-asset deduplication: every asset has
+//! its own data key. This module never logs plaintext, keys or event contents.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use tokio::io::AsyncRead;
+use uuid::Uuid;
+
+use crate::envelope::{
+    self, DEFAULT_SEGMENT_SIZE, DataKey, EnvelopeError, Header, Layout, Role, SegmentCipher,
+};
+use crate::keys::{Keks, KeyError, WrappedKey};
+use crate::provenance::{EventKind, SignedEvent, Signer};
+
+/// Appends that lose a race this many times in a row give up with [`StorageError::Contended`].
+const APPEND_RETRIES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("asset {0} was erased (its data key was shredded)")]
+    Erased(Uuid),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("stored record {0} is corrupt")]
+    Corrupt(String),
+    #[error("could not append to the log of {0}: too many concurrent writers")]
+    Contended(Uuid),
+}
+
+/// Plaintext and stored sizes of a blob written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub plaintext_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// What a KEK rotation did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rotation {
+    pub rewrapped: u64,
+    pub already_current: u64,
+    pub erased_meanwhile: u64,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    keks: Arc<dyn Keks>,
+    segment_size: u32,
+}
+
+fn blob_path(asset: Uuid, role: Role) -> Path {
+    Path::from(format!("blobs/{asset}/{}", role.as_str()))
+}
+fn key_path(asset: Uuid) -> Path {
+    Path::from(format!("keys/{asset}"))
+}
+fn tombstone_path(asset: Uuid) -> Path {
+    Path::from(format!("erased/{asset}"))
+}
+fn events_prefix(asset: Uuid) -> Path {
+    Path::from(format!("events/{asset}"))
+}
+fn event_path(asset: Uuid, seq: u64) -> Path {
+    Path::from(format!("events/{asset}/{seq:020}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Storage {
+    pub fn new(store: Arc<dyn ObjectStore>, keks: Arc<dyn Keks>) -> Self {
+        Self {
+            store,
+            keks,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
+    }
+
+    /// Use another segment size for new blobs (tests use small ones).
+    pub fn with_segment_size(mut self, segment_size: u32) -> Self {
+        self.segment_size = segment_size;
+        self
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    async fn wrapped_key(&self, asset: Uuid) -> Result<Option<WrappedKey>, StorageError> {
+        match self.store.get(&key_path(asset)).await {
+            Ok(got) => {
+                let bytes = got.bytes().await?;
+                let wrapped = serde_json::from_slice(&bytes)
+                    .map_err(|_| StorageError::Corrupt(format!("keys/{asset}")))?;
+                Ok(Some(wrapped))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn is_erased(&self, asset: Uuid) -> Result<bool, StorageError> {
+        match self.store.head(&tombstone_path(asset)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The asset's data key.
+    ///
+    /// # Errors
+    /// [`StorageError::Erased`] after shredding; [`StorageError::NotFound`] when the asset
+    /// never had one; [`StorageError::Key`] when it does not unwrap.
+    pub async fn data_key(&self, asset: Uuid) -> Result<DataKey, StorageError> {
+        match self.wrapped_key(asset).await? {
+            Some(wrapped) => Ok(self.keks.unwrap(asset, &wrapped)?),
+            None if self.is_erased(asset).await? => Err(StorageError::Erased(asset)),
+            None => Err(StorageError::NotFound(format!("data key of asset {asset}"))),
+        }
+    }
+
+    /// The asset's data key, created (random, wrapped, stored create-only) on first use.
+    async fn data_key_or_create(&self, asset: Uuid) -> Result<DataKey, StorageError> {
+        if self.is_erased(asset).await? {
+            return Err(StorageError::Erased(asset));
+        }
+        if let Some(wrapped) = self.wrapped_key(asset).await? {
+            return Ok(self.keks.unwrap(asset, &wrapped)?);
+        }
+        let key = DataKey::generate()?;
+        let wrapped = self.keks.wrap(asset, &key)?;
+        let json = serde_json::to_vec(&wrapped)
+            .map_err(|_| StorageError::Corrupt("wrapped key".into()))?;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&key_path(asset), json.into(), create)
+            .await
+        {
+            Ok(_) => Ok(key),
+            // Another writer created it first: use theirs.
+            Err(object_store::Error::AlreadyExists { .. }) => self.data_key(asset).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Encrypt `reader` into the asset's blob of `role`, streaming: a multi-gigabyte input
+    /// never sits in memory.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the key, the input or the store fails; nothing is left half
+    /// written (the multipart upload is aborted).
+    pub async fn put_blob<R>(
+        &self,
+        asset: Uuid,
+        role: Role,
+        reader: R,
+    ) -> Result<BlobInfo, StorageError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let key = self.data_key_or_create(asset).await?;
+        let kek = self.keks.current();
+        let header = Header::new(self.segment_size, &kek.id, kek.version)?;
+        let cipher = SegmentCipher::new(&key, header, asset, role);
+        let upload = self.store.put_multipart(&blob_path(asset, role)).await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut chunks = std::pin::pin!(envelope::encrypt_stream(cipher, reader));
+        let (mut stored, mut header_len) = (0u64, None);
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    header_len.get_or_insert(chunk.len() as u64);
+                    stored += chunk.len() as u64;
+                    writer.wait_for_capacity(4).await?;
+                    writer.put(chunk);
+                }
+                Err(e) => {
+                    writer.abort().await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        writer.finish().await?;
+        let segments_and_header = header_len.unwrap_or(0);
+        let body = stored - segments_and_header;
+        let segments = body
+            .div_ceil(u64::from(self.segment_size) + envelope::TAG_LEN as u64)
+            .max(1);
+        Ok(BlobInfo {
+            plaintext_bytes: body - segments * envelope::TAG_LEN as u64,
+            stored_bytes: stored,
+        })
+    }
+
+    /// Decrypt the asset's blob of `role` as a stream of plaintext chunks; also returns its
+    /// plaintext length.
+    ///
+    /// # Errors
+    /// [`StorageError::Erased`] after shredding; [`StorageError::NotFound`]; a chunk of the
+    /// stream fails with [`EnvelopeError::Tampered`] when the blob was altered.
+    pub async fn get_blob(
+        &self,
+        asset: Uuid,
+        role: Role,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
+        let key = self.data_key(asset).await?;
+        let path = blob_path(asset, role);
+        let got = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| not_found(e, &path))?;
+        let blob_len = got.meta.size;
+        let head = self
+            .store
+            .get_range(&path, 0..(Header::MAX_LEN as u64).min(blob_len))
+            .await?;
+        let layout = Layout::of(&Header::decode(&head)?, blob_len)?;
+        let stream = envelope::decrypt_stream(key, asset, role, blob_len, got.into_stream())
+            .map_err(StorageError::from)
+            .boxed();
+        Ok((layout.plaintext_len, stream))
+    }
+
+    /// Plaintext bytes `range` of the asset's blob of `role`, reading only the segments that
+    /// cover it.
+    ///
+    /// # Errors
+    /// As [`Storage::get_blob`], and [`EnvelopeError::RangeOutOfBounds`].
+    pub async fn get_range(
+        &self,
+        asset: Uuid,
+        role: Role,
+        range: Range<u64>,
+    ) -> Result<Bytes, StorageError> {
+        let key = self.data_key(asset).await?;
+        let path = blob_path(asset, role);
+        let meta = self
+            .store
+            .head(&path)
+            .await
+            .map_err(|e| not_found(e, &path))?;
+        let head = self
+            .store
+            .get_range(&path, 0..(Header::MAX_LEN as u64).min(meta.size))
+            .await?;
+        let header = Header::decode(&head)?;
+        let layout = Layout::of(&header, meta.size)?;
+        let (segments, stored) = layout.segments_for(&range)?;
+        let bytes = self.store.get_range(&path, stored).await?;
+        let cipher = SegmentCipher::new(&key, header, asset, role);
+        Ok(Bytes::from(
+            cipher.decrypt_range(&layout, segments, &bytes, range)?,
+        ))
+    }
+
+    /// Crypto-shred: record the erasure, then delete the wrapped data key. Every blob of the
+    /// asset is unreadable from then on. Idempotent.
+    ///
+    /// # Errors
+    /// [`StorageError::Store`] when the store fails; run it again.
+    pub async fn shred(&self, asset: Uuid) -> Result<(), StorageError> {
+        self.store
+            .put(&tombstone_path(asset), PutPayload::from_static(b"erased"))
+            .await?;
+        match self.store.delete(&key_path(asset)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-wrap every data key not yet under the current KEK version; blobs are not touched.
+    /// Safe to interrupt and run again: each key is rewritten whole, and keys already under
+    /// the current version are skipped. A key erased while this runs stays erased.
+    ///
+    /// # Errors
+    /// [`StorageError`] on the first key that cannot be read, unwrapped or written.
+    pub async fn rotate_kek(&self) -> Result<Rotation, StorageError> {
+        let current = self.keks.current();
+        let mut done = Rotation::default();
+        let mut listing = self.store.list(Some(&Path::from("keys")));
+        while let Some(meta) = listing.try_next().await? {
+            let Some(asset) = meta
+                .location
+                .filename()
+                .and_then(|f| Uuid::parse_str(f).ok())
+            else {
+                continue;
+            };
+            let Some(wrapped) = self.wrapped_key(asset).await? else {
+                continue;
+            };
+            if wrapped.kek_id == current.id && wrapped.kek_version == current.version {
+                done.already_current += 1;
+                continue;
+            }
+            let key = self.keks.unwrap(asset, &wrapped)?;
+            let rewrapped = self.keks.wrap(asset, &key)?;
+            let json = serde_json::to_vec(&rewrapped)
+                .map_err(|_| StorageError::Corrupt("wrapped key".into()))?;
+            self.store.put(&key_path(asset), json.into()).await?;
+            if self.is_erased(asset).await? {
+                // Shredded between our read and write: shred again.
+                self.shred(asset).await?;
+                done.erased_meanwhile += 1;
+            } else {
+                done.rewrapped += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The asset's events in sequence order.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store fails or an event does not parse.
+    pub async fn events(&self, asset: Uuid) -> Result<Vec<SignedEvent>, StorageError> {
+        let mut paths: Vec<Path> = self
+            .store
+            .list(Some(&events_prefix(asset)))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        paths.sort();
+        let mut events = Vec::with_capacity(paths.len());
+        for path in paths {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let event = serde_json::from_slice(&bytes)
+                .map_err(|_| StorageError::Corrupt(path.to_string()))?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// Append an event to the asset's log, signed by `signer`. Each sequence number is written
+    /// create-only, so of two concurrent writers exactly one wins it; the loser re-reads the
+    /// log and appends after the winner.
+    ///
+    /// # Errors
+    /// [`StorageError::Contended`] after losing too many races in a row; store failures.
+    pub async fn append_event(
+        &self,
+        asset: Uuid,
+        signer: &Signer,
+        what: EventKind,
+    ) -> Result<SignedEvent, StorageError> {
+        let mut last = self.events(asset).await?.pop();
+        for _ in 0..APPEND_RETRIES {
+            let next = signer.sign_next(asset, last.as_ref(), now_ms(), what.clone());
+            let json =
+                serde_json::to_vec(&next).map_err(|_| StorageError::Corrupt("event".into()))?;
+            let create = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&event_path(asset, next.event.seq), json.into(), create)
+                .await
+            {
+                Ok(_) => return Ok(next),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    last = self.events(asset).await?.pop();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StorageError::Contended(asset))
+    }
+}
+
+fn not_found(e: object_store::Error, path: &Path) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } => StorageError::NotFound(path.to_string()),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,283 @@
+//! Storage, keys and provenance together, on `InMemory` and on a temp-dir `LocalFileSystem`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use asepsis_common::envelope::Role;
+use asepsis_common::keys::{Keks, LocalKeyring};
+use asepsis_common::provenance::{self, EventKind, Signer, TrustedKeys};
+use asepsis_common::storage::{Storage, StorageError};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
+use uuid::Uuid;
+
+const SEG: u32 = 4096;
+
+struct Fx {
+    storage: Storage,
+    keyring: Arc<LocalKeyring>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixtures() -> Vec<(&'static str, Fx)> {
+    let make = |store: Arc<dyn ObjectStore>, dir: tempfile::TempDir| {
+        let keyring =
+            Arc::new(LocalKeyring::open_or_create(&dir.path().join("keyring.json")).unwrap());
+        let storage = Storage::new(store, keyring.clone()).with_segment_size(SEG);
+        Fx {
+            storage,
+            keyring,
+            _dir: dir,
+        }
+    };
+    let mem_dir = tempfile::tempdir().unwrap();
+    let fs_dir = tempfile::tempdir().unwrap();
+    let root = fs_dir.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let local = LocalFileSystem::new_with_prefix(&root).unwrap();
+    vec![
+        ("in-memory", make(Arc::new(InMemory::new()), mem_dir)),
+        ("local-fs", make(Arc::new(local), fs_dir)),
+    ]
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 253) as u8).collect()
+}
+
+fn cursor(bytes: Vec<u8>) -> std::io::Cursor<Vec<u8>> {
+    std::io::Cursor::new(bytes)
+}
+
+async fn read_all(storage: &Storage, asset: Uuid, role: Role) -> Result<Vec<u8>, StorageError> {
+    let (len, stream) = storage.get_blob(asset, role).await?;
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
+    let all = chunks.concat();
+    assert_eq!(all.len() as u64, len);
+    Ok(all)
+}
+
+async fn object(storage: &Storage, path: String) -> bytes::Bytes {
+    let store = storage.object_store();
+    store
+        .get(&path.into())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn blobs_round_trip_and_ranges_cross_segments() {
+    for (name, fx) in fixtures() {
+        let asset = Uuid::new_v4();
+        let plain = data(5 * SEG as usize + 123);
+        let info = fx
+            .storage
+            .put_blob(asset, Role::Original, cursor(plain.clone()))
+            .await
+            .unwrap();
+        assert_eq!(info.plaintext_bytes, plain.len() as u64, "{name}");
+        let all = read_all(&fx.storage, asset, Role::Original).await.unwrap();
+        assert_eq!(all, plain, "{name}");
+        let ranges = [
+            (0, 1),
+            (SEG - 1, SEG + 1),
+            (100, 3 * SEG + 7),
+            (5 * SEG, 5 * SEG + 123),
+            (7, 7),
+        ];
+        for (a, b) in ranges {
+            let range = u64::from(a)..u64::from(b);
+            let got = fx
+                .storage
+                .get_range(asset, Role::Original, range)
+                .await
+                .unwrap();
+            assert_eq!(&got[..], &plain[a as usize..b as usize], "{name} {a}..{b}");
+        }
+        let past_end = 0..plain.len() as u64 + 1;
+        assert!(
+            fx.storage
+                .get_range(asset, Role::Original, past_end)
+                .await
+                .is_err()
+        );
+        // A derivative of the same asset has its own blob under the same data key.
+        let small = cursor(b"small".to_vec());
+        fx.storage
+            .put_blob(asset, Role::Derivative, small)
+            .await
+            .unwrap();
+        let got = read_all(&fx.storage, asset, Role::Derivative)
+            .await
+            .unwrap();
+        assert_eq!(got, b"small");
+    }
+}
+
+#[tokio::test]
+async fn a_swapped_blob_is_detected() {
+    for (name, fx) in fixtures() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        for asset in [a, b] {
+            let plain = cursor(data(100));
+            fx.storage
+                .put_blob(asset, Role::Original, plain)
+                .await
+                .unwrap();
+        }
+        let other = object(&fx.storage, format!("blobs/{b}/original")).await;
+        let store = fx.storage.object_store();
+        let target = format!("blobs/{a}/original").into();
+        store.put(&target, other.into()).await.unwrap();
+        let read = read_all(&fx.storage, a, Role::Original).await;
+        assert!(read.is_err(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn rotation_rewraps_without_touching_blobs_and_retires_the_old_version() {
+    for (name, fx) in fixtures() {
+        let assets: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for asset in &assets {
+            let plain = cursor(data(9000));
+            fx.storage
+                .put_blob(*asset, Role::Original, plain)
+                .await
+                .unwrap();
+        }
+        let blob = format!("blobs/{}/original", assets[0]);
+        let before = object(&fx.storage, blob.clone()).await;
+        let old = fx.keyring.current().version;
+        let new = fx.keyring.add_version().unwrap();
+        let done = fx.storage.rotate_kek().await.unwrap();
+        assert_eq!(done.rewrapped, 5, "{name}");
+        // Interrupted or not, running it again finds nothing left to do.
+        let again = fx.storage.rotate_kek().await.unwrap();
+        assert_eq!((again.rewrapped, again.already_current), (0, 5), "{name}");
+        assert_eq!(
+            before,
+            object(&fx.storage, blob).await,
+            "blobs are not rewritten"
+        );
+        // The old version is no longer needed.
+        fx.keyring.retire(old).unwrap();
+        assert_eq!(fx.keyring.versions(), vec![new.version]);
+        for asset in &assets {
+            let all = read_all(&fx.storage, *asset, Role::Original).await.unwrap();
+            assert_eq!(all, data(9000), "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn shredding_makes_every_blob_unreadable() {
+    for (name, fx) in fixtures() {
+        let asset = Uuid::new_v4();
+        for role in [Role::Original, Role::Derivative] {
+            fx.storage
+                .put_blob(asset, role, cursor(data(10)))
+                .await
+                .unwrap();
+        }
+        fx.storage.shred(asset).await.unwrap();
+        fx.storage.shred(asset).await.unwrap(); // idempotent
+        for role in [Role::Original, Role::Derivative] {
+            let read = fx.storage.get_blob(asset, role).await.map(|_| ());
+            assert!(
+                matches!(read, Err(StorageError::Erased(a)) if a == asset),
+                "{name}"
+            );
+            let range = fx.storage.get_range(asset, role, 0..1).await;
+            assert!(matches!(range, Err(StorageError::Erased(_))), "{name}");
+        }
+        // Rotation does not resurrect it, and no new blob can be written for it.
+        fx.keyring.add_version().unwrap();
+        fx.storage.rotate_kek().await.unwrap();
+        let key = fx.storage.data_key(asset).await.map(|_| ());
+        assert!(matches!(key, Err(StorageError::Erased(_))), "{name}");
+        let again = fx
+            .storage
+            .put_blob(asset, Role::Original, cursor(data(10)))
+            .await;
+        assert!(matches!(again, Err(StorageError::Erased(_))), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_win_each_sequence_number_once_and_the_chain_verifies() {
+    for (name, fx) in fixtures() {
+        let asset = Uuid::new_v4();
+        let signer = Arc::new(Signer::generate().unwrap());
+        let per_task = 20;
+        let tasks: Vec<_> = (0..2)
+            .map(|t| {
+                let (storage, signer) = (fx.storage.clone(), signer.clone());
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..per_task {
+                        let what = EventKind::Verdict {
+                            decision: "hold".into(),
+                            reason: format!("task {t} #{i}"),
+                        };
+                        let event = storage.append_event(asset, &signer, what).await.unwrap();
+                        seqs.push(event.event.seq);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for task in tasks {
+            won.extend(task.await.unwrap());
+        }
+        won.sort_unstable();
+        let expected: Vec<u64> = (0..2 * per_task as u64).collect();
+        assert_eq!(won, expected, "{name}: each seq won exactly once");
+        let log = fx.storage.events(asset).await.unwrap();
+        let mut trusted = TrustedKeys::default();
+        trusted.add(signer.public_key());
+        let verified = provenance::verify(asset, &log, &trusted);
+        assert_eq!(verified, Ok(2 * per_task), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn verify_catches_a_stored_event_edited_or_removed() {
+    for (name, fx) in fixtures() {
+        let asset = Uuid::new_v4();
+        let signer = Signer::generate().unwrap();
+        for decision in ["hold", "publish", "hold"] {
+            let what = EventKind::Verdict {
+                decision: decision.into(),
+                reason: "r".into(),
+            };
+            fx.storage.append_event(asset, &signer, what).await.unwrap();
+        }
+        let mut trusted = TrustedKeys::default();
+        trusted.add(signer.public_key());
+        let path = format!("events/{asset}/{:020}", 1);
+        let text = object(&fx.storage, path.clone()).await;
+        let edited = String::from_utf8(text.to_vec())
+            .unwrap()
+            .replace("publish", "reject!");
+        let store = fx.storage.object_store();
+        let location = path.into();
+        store
+            .put(&location, edited.into_bytes().into())
+            .await
+            .unwrap();
+        let log = fx.storage.events(asset).await.unwrap();
+        let err = provenance::verify(asset, &log, &trusted).unwrap_err();
+        assert_eq!(err.seq, 1, "{name}: {err}");
+        store.delete(&location).await.unwrap();
+        let log = fx.storage.events(asset).await.unwrap();
+        let err = provenance::verify(asset, &log, &trusted).unwrap_err();
+        assert_eq!(err.position, 1, "{name}: {err}");
+    }
+}

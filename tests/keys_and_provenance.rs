@@ -1,0 +1,102 @@
+//! `asepsis keys rotate-kek` and `asepsis ctl verify` on a real data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use asepsis_common::envelope::Role;
+use asepsis_common::keys::LocalKeyring;
+use asepsis_common::provenance::{EventKind, Signer};
+use asepsis_common::storage::Storage;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use uuid::Uuid;
+
+fn asepsis(data: &Path, args: &[&str]) -> Output {
+    let (group, rest) = args.split_first().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_asepsis"))
+        .arg(group)
+        .arg("--data")
+        .arg(data)
+        .args(rest)
+        .output()
+        .unwrap()
+}
+
+fn storage(data: &Path) -> Storage {
+    let keyring = LocalKeyring::open_or_create(&data.join("keys/keyring.json")).unwrap();
+    let root = data.join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let store = LocalFileSystem::new_with_prefix(&root).unwrap();
+    Storage::new(Arc::new(store), Arc::new(keyring))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+
+    // First use creates the keyring and signing key, private to the owner.
+    let first = asepsis(data, &["keys", "rotate-kek"]);
+    assert!(first.status.success(), "{first:?}");
+    for file in ["keys/keyring.json", "keys/signing.pk8"] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let asset = Uuid::new_v4();
+    let plain = b"pixels".repeat(50_000);
+    storage(data)
+        .put_blob(asset, Role::Original, std::io::Cursor::new(plain.clone()))
+        .await
+        .unwrap();
+    let signer = Signer::load_or_create(&data.join("keys/signing.pk8")).unwrap();
+    for decision in ["hold", "publish", "hold"] {
+        let what = EventKind::Verdict {
+            decision: decision.into(),
+            reason: "test".into(),
+        };
+        storage(data)
+            .append_event(asset, &signer, what)
+            .await
+            .unwrap();
+    }
+
+    let rotated = asepsis(data, &["keys", "rotate-kek"]);
+    assert!(rotated.status.success(), "{rotated:?}");
+    assert!(
+        stdout(&rotated).contains("1 data keys re-wrapped"),
+        "{}",
+        stdout(&rotated)
+    );
+    // Every blob still decrypts after the rotation.
+    let (_, stream) = storage(data).get_blob(asset, Role::Original).await.unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    assert_eq!(chunks.concat(), plain);
+
+    let asset_arg = asset.to_string();
+    let ok = asepsis(data, &["ctl", "verify", &asset_arg, "--prov"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(stdout(&ok).contains("ok: 3 events"), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("wasGeneratedBy"));
+
+    let event = data.join(format!("store/events/{asset}/{:020}", 1));
+    let text = std::fs::read_to_string(&event).unwrap();
+    std::fs::write(&event, text.replace("publish", "reject!")).unwrap();
+    let broken = asepsis(data, &["ctl", "verify", &asset_arg]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(stdout(&broken).contains("(seq 1)"), "{}", stdout(&broken));
+
+    let audit = asepsis(data, &["ctl", "audit"]);
+    assert_eq!(stdout(&audit).matches("rotate-kek").count(), 2);
+}
