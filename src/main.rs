@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use asepsis_common::keys::LocalKeyring;
+use asepsis_common::media::Limits;
 use asepsis_common::provenance::{self, Signer, TrustedKeys};
 use asepsis_common::queue::{EmbeddedQueue, Policy, Queue, RabbitQueue, Replay};
 use asepsis_common::storage::Storage;
@@ -21,6 +22,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use object_store::local::LocalFileSystem;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
+
+mod sanitize;
 
 /// Exit status of a command that is not in this build.
 const NOT_BUILT: u8 = 2;
@@ -56,10 +59,17 @@ enum Command {
     Ingest(Local),
     /// The worker alone (for RabbitMQ + S3 deployments).
     Worker(Local),
-    /// Strip and verify files offline (not in this build).
+    /// Strip and verify files offline: exit 0 only when every file came out clean.
     Sanitize {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Files and directories (walked recursively).
+        #[arg(required = true, value_name = "FILE|DIR")]
+        inputs: Vec<PathBuf>,
+        /// Where clean files go, under the same relative names.
+        #[arg(short = 'o', long = "out", value_name = "OUTDIR")]
+        out: PathBuf,
+        /// Write a JSON report (one entry per file) here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Face-scan files offline (not in this build).
     Scan {
@@ -137,7 +147,6 @@ enum Ctl {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Sanitize { .. } => return not_built("sanitize"),
         Command::Scan { .. } => return not_built("scan"),
         Command::Import { .. } => return not_built("import"),
         Command::Keys {
@@ -204,7 +213,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             rotate_kek(&settings).await
         }
+        Command::Sanitize {
+            inputs,
+            out,
+            report,
+        } => {
+            let limits = limits(&settings);
+            let clean = tokio::task::spawn_blocking(move || {
+                sanitize::run(&inputs, &out, report.as_deref(), &limits)
+            })
+            .await??;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         _ => Ok(ExitCode::from(NOT_BUILT)),
+    }
+}
+
+fn limits(settings: &Settings) -> Limits {
+    let s = &settings.strip;
+    Limits {
+        max_input_bytes: s.max_input_bytes,
+        max_width: s.max_width,
+        max_height: s.max_height,
+        max_pixels: s.max_pixels,
+        max_metadata_bytes: s.max_metadata_bytes,
+        max_segments: s.max_segments,
+        max_ifd_entries: s.max_ifd_entries,
+        max_depth: s.max_depth,
     }
 }
 

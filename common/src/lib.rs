@@ -8,6 +8,7 @@
 pub mod envelope;
 pub mod job;
 pub mod keys;
+pub mod media;
 pub mod provenance;
 pub mod queue;
 pub mod storage;

@@ -41,6 +41,21 @@ pub struct Settings {
     pub queue: Queue,
     pub worker: Worker,
     pub store: Store,
+    pub strip: Strip,
+}
+
+/// Bounds on what one uploaded file may make the parsers do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strip {
+    pub max_input_bytes: u64,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    pub max_metadata_bytes: usize,
+    pub max_segments: usize,
+    pub max_ifd_entries: usize,
+    pub max_depth: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +185,9 @@ impl Settings {
         }
         if self.queue.confirm_timeout_ms == 0 {
             return invalid("queue.confirm_timeout_ms", "must be more than 0");
+        }
+        if self.strip.max_input_bytes == 0 || self.strip.max_pixels == 0 {
+            return invalid("strip.max_input_bytes", "limits must be more than 0");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");

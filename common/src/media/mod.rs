@@ -1,0 +1,300 @@
+//! Lossless, allowlist-based metadata stripping, verified.
+//!
+//! [`strip`] takes an upload's bytes, picks the container by its magic bytes alone
+//! ([`sniff`]: never a file name or a client's content type), and rewrites it keeping only
+//! what rendering needs: the coded pixels (never re-encoded), dimensions, the ICC profile with
+//! its text blanked, and the orientation, written back as a fresh EXIF holding only
+//! Orientation. Everything else is removed and named in the [`Report`] (by kind and tag name,
+//! never by value). The output is then re-read by an independent walk ([`verify`]) and
+//! refused if anything outside the allowlist is still there: the stage fails closed.
+//!
+//! Every parser here reads hostile bytes: lengths are checked before they are used, sizes
+//! against [`Limits`] before anything large is allocated, and loops are bounded. Pure code:
+//! bytes in, typed results out, no I/O, no logging.
+
+mod exif;
+mod icc;
+mod jpeg;
+mod png;
+mod webp;
+
+use serde::{Deserialize, Serialize};
+
+/// A container this module recognises by its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jpeg,
+    Png,
+    Webp,
+    Tiff,
+    Heif,
+    Avif,
+    Dicom,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpeg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Tiff => "tiff",
+            Format::Heif => "heif",
+            Format::Avif => "avif",
+            Format::Dicom => "dicom",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+            Format::Tiff => "image/tiff",
+            Format::Heif => "image/heif",
+            Format::Avif => "image/avif",
+            Format::Dicom => "application/dicom",
+        }
+    }
+}
+
+/// Pick the container from the first bytes (at most [`SNIFF_LEN`] are looked at).
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    let at = |offset: usize, magic: &[u8]| bytes.get(offset..offset + magic.len()) == Some(magic);
+    // DICOM first: its 128-byte preamble may itself look like a TIFF header.
+    if at(128, b"DICM") {
+        Some(Format::Dicom)
+    } else if at(0, &[0xFF, 0xD8, 0xFF]) {
+        Some(Format::Jpeg)
+    } else if at(0, b"\x89PNG\r\n\x1a\n") {
+        Some(Format::Png)
+    } else if at(0, b"RIFF") && at(8, b"WEBP") {
+        Some(Format::Webp)
+    } else if at(0, b"II*\0") || at(0, b"MM\0*") || at(0, b"II+\0") || at(0, b"MM\0+") {
+        Some(Format::Tiff)
+    } else if at(4, b"ftyp") {
+        let brand = bytes.get(8..12)?;
+        match brand {
+            b"avif" | b"avis" => Some(Format::Avif),
+            b"heic" | b"heix" | b"hevc" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
+                Some(Format::Heif)
+            }
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
+/// How many leading bytes [`sniff`] needs.
+pub const SNIFF_LEN: usize = 132;
+
+/// Bounds on what one file may make the parsers do; checked before allocating.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_input_bytes: u64,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    /// Largest metadata payload kept or rebuilt (an assembled ICC profile, say).
+    pub max_metadata_bytes: usize,
+    /// Segments, chunks or boxes in one file.
+    pub max_segments: usize,
+    pub max_ifd_entries: usize,
+    /// IFDs, nested boxes or sub-chunks followed from one another.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 256 * 1024 * 1024,
+            max_width: 65_535,
+            max_height: 65_535,
+            max_pixels: 200_000_000,
+            max_metadata_bytes: 16 * 1024 * 1024,
+            max_segments: 100_000,
+            max_ifd_entries: 4096,
+            max_depth: 16,
+        }
+    }
+}
+
+/// What stripping did, with names and counts only: never a metadata value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: Format,
+    /// Each removed item by kind and name, e.g. `EXIF:GPSLatitude`, `XMP`, `PNG:tEXt:Author`.
+    pub removed: Vec<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The original carried GPS data (or EXIF too broken to rule it out).
+    pub gps_in_original: bool,
+    /// EXIF Orientation (1–8) carried over, if any.
+    pub orientation: Option<u16>,
+}
+
+/// A stripped file and what was removed.
+#[derive(Debug, Clone)]
+pub struct Stripped {
+    pub bytes: Vec<u8>,
+    pub report: Report,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StripError {
+    #[error("unknown format: not a JPEG, PNG, WebP, TIFF, HEIF or AVIF file")]
+    UnknownFormat,
+    #[error("{0} files are not accepted yet")]
+    Unsupported(&'static str),
+    #[error("limit {limit} exceeded: {actual} > {max}")]
+    Limit {
+        limit: &'static str,
+        actual: u64,
+        max: u64,
+    },
+    #[error("malformed {format}: {problem}")]
+    Malformed {
+        format: &'static str,
+        problem: String,
+    },
+    #[error("verification failed: {0}")]
+    Verify(String),
+}
+
+impl StripError {
+    pub(crate) fn malformed(format: Format, problem: impl Into<String>) -> Self {
+        Self::Malformed {
+            format: format.name(),
+            problem: problem.into(),
+        }
+    }
+}
+
+pub(crate) fn check_limit(limit: &'static str, actual: u64, max: u64) -> Result<(), StripError> {
+    if actual > max {
+        return Err(StripError::Limit { limit, actual, max });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), StripError> {
+    check_limit("max_width", width.into(), limits.max_width.into())?;
+    check_limit("max_height", height.into(), limits.max_height.into())?;
+    check_limit(
+        "max_pixels",
+        u64::from(width) * u64::from(height),
+        limits.max_pixels,
+    )
+}
+
+/// Strip `bytes`, then verify the result.
+///
+/// # Errors
+/// [`StripError`] naming why the file is refused: unknown or unsupported format, a limit
+/// hit, a container that does not parse, or output that failed verification.
+pub fn strip(bytes: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
+    check_limit(
+        "max_input_bytes",
+        bytes.len() as u64,
+        limits.max_input_bytes,
+    )?;
+    let format = sniff(bytes).ok_or(StripError::UnknownFormat)?;
+    let (out, removed, exif) = match format {
+        Format::Jpeg => jpeg::strip(bytes, limits)?,
+        Format::Png => png::strip(bytes, limits)?,
+        Format::Webp => webp::strip(bytes, limits)?,
+        Format::Tiff => return Err(StripError::Unsupported("TIFF")),
+        Format::Heif => return Err(StripError::Unsupported("HEIF/HEIC")),
+        Format::Avif => return Err(StripError::Unsupported("AVIF")),
+        Format::Dicom => return Err(StripError::Unsupported("DICOM")),
+    };
+    verify(&out, limits)?;
+    Ok(Stripped {
+        report: Report {
+            format,
+            removed,
+            bytes_in: bytes.len() as u64,
+            bytes_out: out.len() as u64,
+            gps_in_original: exif.gps,
+            orientation: exif.orientation,
+        },
+        bytes: out,
+    })
+}
+
+/// Re-read `bytes` independently of the stripper and fail unless only allowlisted structure
+/// is left.
+///
+/// # Errors
+/// [`StripError::Verify`] naming the first thing that should not be there.
+pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
+    match sniff(bytes) {
+        Some(Format::Jpeg) => jpeg::verify(bytes, limits),
+        Some(Format::Png) => png::verify(bytes, limits),
+        Some(Format::Webp) => webp::verify(bytes, limits),
+        other => Err(StripError::Verify(format!("cannot verify {other:?}"))),
+    }
+}
+
+/// Read a big-endian or little-endian integer at `at`, if in bounds.
+pub(crate) fn read_u16(bytes: &[u8], at: usize, big: bool) -> Option<u16> {
+    let b: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(if big {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    })
+}
+
+pub(crate) fn read_u32(bytes: &[u8], at: usize, big: bool) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(if big {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_by_magic_only() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest"), Some(Format::Jpeg));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some(Format::Png));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Format::Webp));
+        assert_eq!(sniff(b"II*\0\x08\0\0\0"), Some(Format::Tiff));
+        assert_eq!(sniff(b"\0\0\0\x18ftypheic"), Some(Format::Heif));
+        assert_eq!(sniff(b"\0\0\0\x18ftypavif"), Some(Format::Avif));
+        assert_eq!(sniff(b"GIF89a"), None);
+        assert_eq!(sniff(b""), None);
+        assert!(matches!(
+            strip(b"%PDF-1.7", &Limits::default()),
+            Err(StripError::UnknownFormat)
+        ));
+    }
+
+    #[test]
+    fn input_size_is_limited_before_parsing() {
+        let limits = Limits {
+            max_input_bytes: 4,
+            ..Limits::default()
+        };
+        let err = strip(b"\xFF\xD8\xFF\xE0\0", &limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StripError::Limit {
+                    limit: "max_input_bytes",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

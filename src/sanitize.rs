@@ -1,0 +1,209 @@
+//! `asepsis sanitize`: strip and verify files offline, in parallel, into an output directory.
+//!
+//! Outputs keep their names relative to the input directory given (a file given alone keeps
+//! its file name); a name that would leave OUTDIR, a symbolic link, or a second input with the
+//! same output name is refused. The report names removed metadata, never its values.
+
+use std::io::IsTerminal;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Context;
+use asepsis_common::media::{Limits, Report, strip};
+use rayon::prelude::*;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub format: Option<&'static str>,
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub removed: Vec<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub gps_in_original: bool,
+}
+
+impl FileReport {
+    fn rejected(file: &Path, bytes_in: u64, reason: String) -> Self {
+        Self {
+            file: file.display().to_string(),
+            format: None,
+            status: "rejected",
+            reason: Some(reason),
+            removed: Vec::new(),
+            bytes_in,
+            bytes_out: 0,
+            gps_in_original: false,
+        }
+    }
+
+    fn clean(file: &Path, report: Report) -> Self {
+        Self {
+            file: file.display().to_string(),
+            format: Some(report.format.name()),
+            status: "clean",
+            reason: None,
+            removed: report.removed,
+            bytes_in: report.bytes_in,
+            bytes_out: report.bytes_out,
+            gps_in_original: report.gps_in_original,
+        }
+    }
+}
+
+/// (source, name relative to OUTDIR) for every file under the inputs; problems as reports.
+fn collect(inputs: &[PathBuf]) -> (Vec<(PathBuf, PathBuf)>, Vec<FileReport>) {
+    let (mut files, mut refused) = (Vec::new(), Vec::new());
+    for input in inputs {
+        match std::fs::symlink_metadata(input) {
+            Ok(meta) if meta.is_dir() => walk(input, input, &mut files, &mut refused),
+            Ok(meta) if meta.is_file() => match input.file_name() {
+                Some(name) => files.push((input.clone(), PathBuf::from(name))),
+                None => refused.push(FileReport::rejected(input, 0, "no file name".into())),
+            },
+            Ok(_) => refused.push(FileReport::rejected(input, 0, "not a regular file".into())),
+            Err(e) => refused.push(FileReport::rejected(input, 0, format!("cannot read: {e}"))),
+        }
+    }
+    files.sort();
+    (files, refused)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    files: &mut Vec<(PathBuf, PathBuf)>,
+    refused: &mut Vec<FileReport>,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return refused.push(FileReport::rejected(dir, 0, format!("cannot read: {e}"))),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(root, &path, files, refused),
+            Ok(t) if t.is_file() => {
+                let rel = path
+                    .strip_prefix(root)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                files.push((path, rel));
+            }
+            Ok(_) => refused.push(FileReport::rejected(
+                &path,
+                0,
+                "symbolic link or special file".into(),
+            )),
+            Err(e) => refused.push(FileReport::rejected(&path, 0, format!("cannot read: {e}"))),
+        }
+    }
+}
+
+/// Only plain names below OUTDIR: no `..`, no root, no prefix.
+fn stays_inside(rel: &Path) -> bool {
+    rel.components().count() > 0 && rel.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn sanitize_one(source: &Path, rel: &Path, out_dir: &Path, limits: &Limits) -> FileReport {
+    let size = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0);
+    if !stays_inside(rel) {
+        return FileReport::rejected(rel, size, "output name would escape OUTDIR".into());
+    }
+    if size > limits.max_input_bytes {
+        let reason = format!(
+            "limit max_input_bytes exceeded: {size} > {}",
+            limits.max_input_bytes
+        );
+        return FileReport::rejected(rel, size, reason);
+    }
+    let bytes = match std::fs::read(source) {
+        Ok(bytes) => bytes,
+        Err(e) => return FileReport::rejected(rel, size, format!("cannot read: {e}")),
+    };
+    let stripped = match strip(&bytes, limits) {
+        Ok(stripped) => stripped,
+        Err(e) => return FileReport::rejected(rel, size, e.to_string()),
+    };
+    let target = out_dir.join(rel);
+    let written = target
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let tmp = target.with_extension("asepsis-tmp");
+            std::fs::write(&tmp, &stripped.bytes)?;
+            std::fs::rename(&tmp, &target)
+        });
+    match written {
+        Ok(()) => FileReport::clean(rel, stripped.report),
+        Err(e) => FileReport::rejected(rel, size, format!("cannot write output: {e}")),
+    }
+}
+
+/// Run the command; returns whether every file came out clean.
+pub fn run(
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    report: Option<&Path>,
+    limits: &Limits,
+) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let (files, mut reports) = collect(inputs);
+    let mut seen = std::collections::HashSet::new();
+    let (unique, duplicates): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(_, rel)| seen.insert(rel.clone()));
+    for (_, rel) in duplicates {
+        reports.push(FileReport::rejected(
+            &rel,
+            0,
+            "another input has the same output name".into(),
+        ));
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(unique.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let done: Vec<FileReport> = unique
+        .par_iter()
+        .map(|(source, rel)| {
+            let r = sanitize_one(source, rel, out_dir, limits);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    reports.extend(done);
+    let rejected: Vec<&FileReport> = reports.iter().filter(|r| r.status != "clean").collect();
+    for r in &rejected {
+        eprintln!("rejected {}: {}", r.file, r.reason.as_deref().unwrap_or(""));
+    }
+    eprintln!(
+        "{} clean, {} rejected",
+        reports.len() - rejected.len(),
+        rejected.len()
+    );
+    let all_clean = rejected.is_empty();
+    if let Some(path) = report {
+        let json = serde_json::to_vec_pretty(&serde_json::json!({ "files": reports }))?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(all_clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_stay_inside_outdir() {
+        assert!(stays_inside(Path::new("a/b.jpg")));
+        assert!(!stays_inside(Path::new("../b.jpg")));
+        assert!(!stays_inside(Path::new("/etc/passwd")));
+        assert!(!stays_inside(Path::new("a/../../b")));
+        assert!(!stays_inside(Path::new("")));
+    }
+}
