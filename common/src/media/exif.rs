@@ -51,10 +51,39 @@ pub fn summarize(tiff: &[u8], limits: &Limits) -> Result<ExifSummary, StripError
     let Some(ifd0) = read_u32(tiff, 4, big) else {
         return Ok(unreadable());
     };
+    walk(tiff, big, vec![(ifd0, Context::Tiff, "IFD0")], limits)
+}
+
+/// Name the tags of the Exif and GPS IFDs of a classic TIFF file (whose own IFDs the TIFF
+/// stripper reads itself).
+///
+/// # Errors
+/// As [`summarize`].
+pub fn summarize_sub_ifds(
+    tiff: &[u8],
+    big: bool,
+    exif: Option<u32>,
+    gps: Option<u32>,
+    limits: &Limits,
+) -> Result<ExifSummary, StripError> {
+    let mut starts = Vec::new();
+    starts.extend(exif.map(|o| (o, Context::Exif, "Exif")));
+    starts.extend(gps.map(|o| (o, Context::Gps, "GPS")));
+    let mut out = walk(tiff, big, starts, limits)?;
+    out.gps |= gps.is_some();
+    Ok(out)
+}
+
+fn walk(
+    tiff: &[u8],
+    big: bool,
+    starts: Vec<(u32, Context, &'static str)>,
+    limits: &Limits,
+) -> Result<ExifSummary, StripError> {
     let mut out = ExifSummary::default();
     let mut names = BTreeSet::new();
     let mut visited = BTreeSet::new();
-    let mut queue: Vec<(u32, Context, &'static str)> = vec![(ifd0, Context::Tiff, "IFD0")];
+    let mut queue = starts;
     let mut broken = false;
     while let Some((offset, context, which)) = queue.pop() {
         if offset == 0 || !visited.insert(offset) {

@@ -16,6 +16,7 @@ mod exif;
 mod icc;
 mod jpeg;
 mod png;
+mod tiff;
 mod webp;
 
 use serde::{Deserialize, Serialize};
@@ -207,7 +208,7 @@ pub fn strip(bytes: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
         Format::Jpeg => jpeg::strip(bytes, limits)?,
         Format::Png => png::strip(bytes, limits)?,
         Format::Webp => webp::strip(bytes, limits)?,
-        Format::Tiff => return Err(StripError::Unsupported("TIFF")),
+        Format::Tiff => tiff::strip(bytes, limits)?,
         Format::Heif => return Err(StripError::Unsupported("HEIF/HEIC")),
         Format::Avif => return Err(StripError::Unsupported("AVIF")),
         Format::Dicom => return Err(StripError::Unsupported("DICOM")),
@@ -236,6 +237,7 @@ pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
         Some(Format::Jpeg) => jpeg::verify(bytes, limits),
         Some(Format::Png) => png::verify(bytes, limits),
         Some(Format::Webp) => webp::verify(bytes, limits),
+        Some(Format::Tiff) => tiff::verify(bytes, limits),
         other => Err(StripError::Verify(format!("cannot verify {other:?}"))),
     }
 }
