@@ -1,4 +1,4 @@
-//! Mutated and truncated corpus files never panic, never hang, and never give an output that
+//! Mutated and truncated corpus files (every format) never panic, never hang, and never give an output that
 //! fails verification.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,7 +15,7 @@ fn seeds() -> &'static Vec<Vec<u8>> {
     SEEDS.get_or_init(|| {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
         let mut out = Vec::new();
-        for dir in ["jpeg", "png", "webp", "malformed"] {
+        for dir in ["jpeg", "png", "webp", "tiff", "heic", "avif", "malformed"] {
             let mut paths: Vec<_> = std::fs::read_dir(corpus.join(dir))
                 .unwrap()
                 .flatten()

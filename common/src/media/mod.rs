@@ -13,6 +13,7 @@
 //! bytes in, typed results out, no I/O, no logging.
 
 mod exif;
+mod heif;
 mod icc;
 mod jpeg;
 mod png;
@@ -209,8 +210,7 @@ pub fn strip(bytes: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
         Format::Png => png::strip(bytes, limits)?,
         Format::Webp => webp::strip(bytes, limits)?,
         Format::Tiff => tiff::strip(bytes, limits)?,
-        Format::Heif => return Err(StripError::Unsupported("HEIF/HEIC")),
-        Format::Avif => return Err(StripError::Unsupported("AVIF")),
+        Format::Heif | Format::Avif => heif::strip(bytes, format, limits)?,
         Format::Dicom => return Err(StripError::Unsupported("DICOM")),
     };
     verify(&out, limits)?;
@@ -238,8 +238,24 @@ pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
         Some(Format::Png) => png::verify(bytes, limits),
         Some(Format::Webp) => webp::verify(bytes, limits),
         Some(Format::Tiff) => tiff::verify(bytes, limits),
+        Some(f @ (Format::Heif | Format::Avif)) => heif::verify(bytes, f, limits),
         other => Err(StripError::Verify(format!("cannot verify {other:?}"))),
     }
+}
+
+/// The coded bytes of each item of a HEIF/AVIF file, by item id (to compare an original with
+/// its stripped form: the pixels' coded data must not change).
+///
+/// # Errors
+/// [`StripError::Malformed`] when the file does not parse.
+pub fn heif_item_bytes(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<std::collections::BTreeMap<u32, Vec<u8>>, StripError> {
+    let format = sniff(bytes)
+        .filter(|f| matches!(f, Format::Heif | Format::Avif))
+        .ok_or(StripError::UnknownFormat)?;
+    heif::item_bytes(bytes, format, limits)
 }
 
 /// Read a big-endian or little-endian integer at `at`, if in bounds.
