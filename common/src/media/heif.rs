@@ -604,9 +604,10 @@ pub fn strip(
     }
     let mut zeroed = false;
     for (from, to) in zero_ranges {
-        for i in from..to.min(out.len()) {
-            if !used.iter().any(|&(s, e)| (s..e).contains(&i)) && out[i] != 0 {
-                out[i] = 0;
+        for (gap_from, gap_to) in gaps(&used, from, to.min(out.len())) {
+            let gap = &mut out[gap_from..gap_to];
+            if gap.iter().any(|&b| b != 0) {
+                gap.fill(0);
                 zeroed = true;
             }
         }
@@ -616,6 +617,28 @@ pub fn strip(
     }
     removed.extend(summary.names.iter().cloned());
     Ok((out, removed.into_iter().collect(), summary))
+}
+
+/// The parts of `from..to` that no range of `used` covers.
+fn gaps(used: &[(usize, usize)], from: usize, to: usize) -> Vec<(usize, usize)> {
+    let mut covered: Vec<(usize, usize)> = used
+        .iter()
+        .map(|&(s, e)| (s.max(from), e.min(to)))
+        .filter(|(s, e)| s < e)
+        .collect();
+    covered.sort_unstable();
+    let mut out = Vec::new();
+    let mut at = from;
+    for (s, e) in covered {
+        if s > at {
+            out.push((at, s));
+        }
+        at = at.max(e);
+    }
+    if at < to {
+        out.push((at, to));
+    }
+    out
 }
 
 /// Clean `colr` ICC profiles in place and blank `udes` descriptions, within `raw` (a copy of
@@ -752,10 +775,10 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
         }
     }
     for mdat in top.iter().filter(|b| &b.kind == b"mdat") {
-        let stray = (mdat.body..mdat.end)
-            .find(|&i| bytes[i] != 0 && !extents.iter().any(|&(s, e)| (s..e).contains(&i)));
-        if let Some(i) = stray {
-            return fail(format!("unreferenced data in mdat at offset {i}"));
+        for (from, to) in gaps(&extents, mdat.body, mdat.end) {
+            if let Some(i) = bytes[from..to].iter().position(|&b| b != 0) {
+                return fail(format!("unreferenced data in mdat at offset {}", from + i));
+            }
         }
     }
     Ok(())
