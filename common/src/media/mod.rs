@@ -205,6 +205,19 @@ pub fn strip(bytes: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
         limits.max_input_bytes,
     )?;
     let format = sniff(bytes).ok_or(StripError::UnknownFormat)?;
+    strip_as(format, bytes, limits)
+}
+
+/// [`strip`] for a container already identified (fuzzing drives each parser this way).
+///
+/// # Errors
+/// As [`strip`].
+pub fn strip_as(format: Format, bytes: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
+    check_limit(
+        "max_input_bytes",
+        bytes.len() as u64,
+        limits.max_input_bytes,
+    )?;
     let (out, removed, exif) = match format {
         Format::Jpeg => jpeg::strip(bytes, limits)?,
         Format::Png => png::strip(bytes, limits)?,
