@@ -197,7 +197,11 @@ fn read_iloc(bytes: &[u8], b: Bx, f: Format, limits: &Limits) -> Result<Iloc, St
     at += if version < 2 { 2 } else { 4 };
     check_limit("max_segments", u64::from(count), limits.max_segments as u64)?;
     let mut items = Vec::with_capacity(count.min(4096) as usize);
+    let mut total_extents = 0u64;
     for _ in 0..count {
+        if at > b.end {
+            return Err(short());
+        }
         let id = if version < 2 {
             read_u16(bytes, at, true).map(u32::from)
         } else {
@@ -217,7 +221,9 @@ fn read_iloc(bytes: &[u8], b: Bx, f: Format, limits: &Limits) -> Result<Iloc, St
         at += base_size;
         let n = read_u16(bytes, at, true).ok_or_else(short)?;
         at += 2;
-        check_limit("max_segments", u64::from(n), limits.max_segments as u64)?;
+        // Extents may take no bytes (zero-width fields): bound their total, not just each item's.
+        total_extents += u64::from(n);
+        check_limit("max_segments", total_extents, limits.max_segments as u64)?;
         let mut extents = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
             let index = uint(bytes, at, index_size).ok_or_else(short)?;
@@ -825,4 +831,37 @@ pub fn item_bytes(
         out.insert(loc.id, data);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: `iloc` fields of width zero make extents cost no bytes, so their
+    /// number must be bounded as a whole.
+    #[test]
+    fn zero_width_extents_are_bounded() {
+        let mut iloc = vec![1, 0, 0, 0, 0, 0, 0, 2];
+        for id in 1..=2u16 {
+            iloc.extend_from_slice(&id.to_be_bytes());
+            iloc.extend_from_slice(&[0, 0, 0, 0, 0xFF, 0xFF]);
+        }
+        let mut meta = vec![0, 0, 0, 0];
+        push_box(&mut meta, b"iinf", &[0, 0, 0, 0, 0, 0]);
+        push_box(&mut meta, b"iloc", &iloc);
+        let mut file = Vec::new();
+        push_box(&mut file, b"ftyp", b"heic\0\0\0\0mif1heic");
+        push_box(&mut file, b"meta", &meta);
+        let err = strip(&file, Format::Heif, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StripError::Limit {
+                    limit: "max_segments",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }

@@ -121,15 +121,15 @@ fn type_size(kind: u16) -> Option<u64> {
     })
 }
 
-struct Entry {
+struct Entry<'a> {
     tag: u16,
     kind: u16,
     count: u64,
     /// The value's bytes, in the file's byte order.
-    data: Vec<u8>,
+    data: &'a [u8],
 }
 
-impl Entry {
+impl Entry<'_> {
     fn uints(&self, f: Flavour) -> Option<Vec<u64>> {
         let width = match self.kind {
             1 => 1,
@@ -139,18 +139,18 @@ impl Entry {
             _ => return None,
         };
         (0..self.count as usize)
-            .map(|i| f.uint(&self.data, i * width, width))
+            .map(|i| f.uint(self.data, i * width, width))
             .collect()
     }
 }
 
 /// One IFD: its entries, the offset of the next, and how many bytes it spans.
-fn read_ifd(
-    bytes: &[u8],
+fn read_ifd<'a>(
+    bytes: &'a [u8],
     f: Flavour,
     at: u64,
     limits: &Limits,
-) -> Result<(Vec<Entry>, u64, u64), StripError> {
+) -> Result<(Vec<Entry<'a>>, u64, u64), StripError> {
     let at = usize::try_from(at).map_err(|_| bad("IFD offset out of range"))?;
     let (count_width, entry_len) = if f.bigtiff { (8, 20) } else { (2, 12) };
     let count = f
@@ -191,7 +191,7 @@ fn read_ifd(
             tag,
             kind,
             count: n,
-            data: data.to_vec(),
+            data,
         });
     }
     let next_at = at + count_width + count as usize * entry_len;
@@ -206,15 +206,16 @@ fn read_ifd(
 }
 
 /// Every IFD of the main chain (pages), each once, at most `max_segments`.
-fn pages(
-    bytes: &[u8],
+fn pages<'a>(
+    bytes: &'a [u8],
     f: Flavour,
     first: u64,
     limits: &Limits,
-) -> Result<Vec<(Vec<Entry>, u64)>, StripError> {
+) -> Result<Vec<(Vec<Entry<'a>>, u64)>, StripError> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut at = first;
+    let mut total_entries = 0u64;
     while at != 0 {
         if !seen.insert(at) {
             return Err(bad("IFD chain loops"));
@@ -225,6 +226,13 @@ fn pages(
             limits.max_segments as u64,
         )?;
         let (entries, next, span) = read_ifd(bytes, f, at, limits)?;
+        // Overlapping IFDs could otherwise make a small file cost a great deal.
+        total_entries += entries.len() as u64;
+        check_limit(
+            "max_ifd_entries",
+            total_entries,
+            4 * limits.max_ifd_entries as u64,
+        )?;
         out.push((entries, span));
         at = next;
     }
@@ -367,7 +375,7 @@ pub fn strip(
                     keep.push((e.tag, kind, new_offsets.len() as u64, data));
                 }
                 ICC_TAG => {
-                    let mut profile = e.data.clone();
+                    let mut profile = e.data.to_vec();
                     match icc::clean(&mut profile, limits) {
                         Ok(names) => {
                             removed.extend(names);
@@ -378,7 +386,7 @@ pub fn strip(
                         }
                     }
                 }
-                _ => keep.push((e.tag, e.kind, e.count, e.data.clone())),
+                _ => keep.push((e.tag, e.kind, e.count, e.data.to_vec())),
             }
         }
         keep.sort_by_key(|k| k.0);
@@ -443,7 +451,7 @@ pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
             if !kept(e.tag) {
                 return fail(format!("tag {} is not allowed", Tag(Context::Tiff, e.tag)));
             }
-            if e.tag == ICC_TAG && !icc::is_clean(&e.data, limits) {
+            if e.tag == ICC_TAG && !icc::is_clean(e.data, limits) {
                 return fail("ICC profile is not clean".into());
             }
             if e.data.len() > f.offset_width() {
