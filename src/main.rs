@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use asepsis_common::keys::LocalKeyring;
-use asepsis_common::media::Limits;
 use asepsis_common::provenance::{self, Signer, TrustedKeys};
 use asepsis_common::queue::{EmbeddedQueue, Policy, Queue, RabbitQueue, Replay};
 use asepsis_common::storage::Storage;
@@ -218,7 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             report,
         } => {
-            let limits = limits(&settings);
+            let limits = settings.strip.clone();
             let clean = tokio::task::spawn_blocking(move || {
                 sanitize::run(&inputs, &out, report.as_deref(), &limits)
             })
@@ -230,20 +229,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         _ => Ok(ExitCode::from(NOT_BUILT)),
-    }
-}
-
-fn limits(settings: &Settings) -> Limits {
-    let s = &settings.strip;
-    Limits {
-        max_input_bytes: s.max_input_bytes,
-        max_width: s.max_width,
-        max_height: s.max_height,
-        max_pixels: s.max_pixels,
-        max_metadata_bytes: s.max_metadata_bytes,
-        max_segments: s.max_segments,
-        max_ifd_entries: s.max_ifd_entries,
-        max_depth: s.max_depth,
     }
 }
 

@@ -45,18 +45,7 @@ pub struct Settings {
 }
 
 /// Bounds on what one uploaded file may make the parsers do.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Strip {
-    pub max_input_bytes: u64,
-    pub max_width: u32,
-    pub max_height: u32,
-    pub max_pixels: u64,
-    pub max_metadata_bytes: usize,
-    pub max_segments: usize,
-    pub max_ifd_entries: usize,
-    pub max_depth: usize,
-}
+pub use asepsis_common::media::Limits as Strip;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
