@@ -330,7 +330,11 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
     let queue = open_queue(&settings, worker).await?;
     // Created with mode 0600 on first start.
     let keys = local_keys(&settings)?;
-    open_storage(&settings, &keys)?;
+    let jobs = Arc::new(AssetJobs {
+        storage: open_storage(&settings, &keys)?,
+        signer: Arc::new(keys.signer),
+        limits: settings.strip.clone(),
+    });
 
     let worker_task = worker.then(|| {
         let config = RunnerConfig {
@@ -338,9 +342,7 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
             prefetch: settings.queue.prefetch,
         };
         let (queue, shutdown) = (queue.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            runner::run(queue, Arc::new(AssetJobs), config, shutdown.clone()).await
-        })
+        tokio::spawn(async move { runner::run(queue, jobs, config, shutdown.clone()).await })
     });
 
     if http {

@@ -112,6 +112,11 @@ impl Storage {
         self
     }
 
+    /// The KEK version new data keys are wrapped under.
+    pub fn current_kek(&self) -> crate::keys::KekRef {
+        self.keks.current()
+    }
+
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
