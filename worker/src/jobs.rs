@@ -48,6 +48,15 @@ impl AssetJobs {
             .map_err(outcome_of)
     }
 
+    /// The input is bad: record `rejected` with the reason, then ack.
+    async fn reject(&self, asset: uuid::Uuid, reason: String) -> Result<Outcome, Outcome> {
+        let what = EventKind::Rejected {
+            reason: reason.clone(),
+        };
+        self.record(asset, what).await?;
+        Ok(Outcome::Reject(reason))
+    }
+
     async fn process(&self, asset: uuid::Uuid) -> Result<Outcome, Outcome> {
         let events = self.storage.events(asset).await.map_err(outcome_of)?;
         match fold(&events) {
@@ -63,18 +72,9 @@ impl AssetJobs {
             other => other.map_err(outcome_of)?,
         };
         if len > self.limits.max_input_bytes {
-            let reason = format!(
-                "limit max_input_bytes exceeded: {len} > {}",
-                self.limits.max_input_bytes
-            );
-            self.record(
-                asset,
-                EventKind::Rejected {
-                    reason: reason.clone(),
-                },
-            )
-            .await?;
-            return Ok(Outcome::Reject(reason));
+            let max = self.limits.max_input_bytes;
+            let reason = format!("limit max_input_bytes exceeded: {len} > {max}");
+            return self.reject(asset, reason).await;
         }
         let chunks: Vec<bytes::Bytes> = stream.try_collect().await.map_err(outcome_of)?;
         let original = chunks.concat();
@@ -84,17 +84,7 @@ impl AssetJobs {
             .map_err(|e| Outcome::Abort(format!("strip task: {e}")))?;
         let stripped = match stripped {
             Ok(s) => s,
-            Err(e) => {
-                let reason = e.to_string();
-                self.record(
-                    asset,
-                    EventKind::Rejected {
-                        reason: reason.clone(),
-                    },
-                )
-                .await?;
-                return Ok(Outcome::Reject(reason));
-            }
+            Err(e) => return self.reject(asset, e.to_string()).await,
         };
         let report = stripped.report;
         self.record(

@@ -478,6 +478,26 @@ pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
 mod tests {
     use super::*;
 
+    /// Append an IFD of (tag, type, count, value) entries; SHORT values and the 4-byte
+    /// Artist string ("DrX") are inline.
+    fn ifd(f: Flavour, out: &mut Vec<u8>, entries: &[(u16, u16, u32, u32)], next: u64) {
+        f.put(out, entries.len() as u64, 2);
+        for &(tag, kind, count, value) in entries {
+            f.put(out, tag.into(), 2);
+            f.put(out, kind.into(), 2);
+            f.put(out, count.into(), 4);
+            if kind == 3 {
+                f.put(out, value.into(), 2);
+                out.extend_from_slice(&[0, 0]);
+            } else if tag == 315 {
+                out.extend_from_slice(b"DrX\0");
+            } else {
+                f.put(out, value.into(), 4);
+            }
+        }
+        f.put(out, next, 4);
+    }
+
     /// A 2×1 8-bit grey TIFF with an Artist tag, a thumbnail page and trailing junk.
     fn tiff(big_endian: bool) -> Vec<u8> {
         let f = Flavour {
@@ -500,21 +520,7 @@ mod tests {
             (279, 4, 1, 2),
             (315, 2, 4, 0x0058_5244), // Artist "DrX\0" inline
         ];
-        f.put(&mut out, entries.len() as u64, 2);
-        for (tag, kind, count, value) in entries {
-            f.put(&mut out, tag.into(), 2);
-            f.put(&mut out, kind.into(), 2);
-            f.put(&mut out, count.into(), 4);
-            if kind == 3 {
-                f.put(&mut out, value.into(), 2);
-                out.extend_from_slice(&[0, 0]);
-            } else if tag == 315 {
-                out.extend_from_slice(b"DrX\0");
-            } else {
-                f.put(&mut out, value.into(), 4);
-            }
-        }
-        f.put(&mut out, 150, 4); // next page: a thumbnail
+        ifd(f, &mut out, &entries, 150); // next page: a thumbnail
         out.resize(150, 0);
         let thumb: [(u16, u16, u32, u32); 4] = [
             (254, 4, 1, 1),
@@ -522,19 +528,7 @@ mod tests {
             (273, 4, 1, 222),
             (279, 4, 1, 1),
         ];
-        f.put(&mut out, thumb.len() as u64, 2);
-        for (tag, kind, count, value) in thumb {
-            f.put(&mut out, tag.into(), 2);
-            f.put(&mut out, kind.into(), 2);
-            f.put(&mut out, count.into(), 4);
-            if kind == 3 {
-                f.put(&mut out, value.into(), 2);
-                out.extend_from_slice(&[0, 0]);
-            } else {
-                f.put(&mut out, value.into(), 4);
-            }
-        }
-        f.put(&mut out, 0, 4);
+        ifd(f, &mut out, &thumb, 0);
         out.resize(220, 0);
         out.extend_from_slice(&[0x11, 0x22, 0x33]);
         out
