@@ -8,16 +8,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use asepsis_common::apikey::{self, Role};
+use asepsis_common::faces::Unavailable;
 use asepsis_common::keys::LocalKeyring;
+use asepsis_common::notify::{self, Notifier};
 use asepsis_common::provenance::{self, Signer, TrustedKeys};
 use asepsis_common::queue::{EmbeddedQueue, Policy, Queue, RabbitQueue, Replay};
 use asepsis_common::storage::Storage;
-use asepsis_config::{LogFormat, QueueBackend, Settings};
+use asepsis_common::storage::now_ms;
+use asepsis_config::{LogFormat, QueueBackend, Settings, Store};
 use asepsis_ingest::AppState;
 use asepsis_worker::jobs::AssetJobs;
 use asepsis_worker::runner::{self, RunnerConfig};
 use clap::{Args, Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -80,7 +86,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Key-encryption keys (and, not in this build yet, API keys).
+    /// API keys and key-encryption keys.
     Keys {
         /// Data directory of the embedded backends; overrides server.data_dir.
         #[arg(long, value_name = "DIR")]
@@ -103,10 +109,14 @@ enum Keys {
     /// Add a KEK version and re-wrap every data key under it, without touching a blob.
     /// Interrupted, it resumes where it stopped when run again.
     RotateKek,
-    /// Create an API key (not in this build).
+    /// Create an API key for a tenant and role; prints the key (once) on stdout, nothing else.
     Create {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Tenant id: 1 to 64 of a-z, 0-9, '-', '_'.
+        #[arg(long)]
+        tenant: String,
+        /// uploader, reviewer, operator or privacy-officer.
+        #[arg(long)]
+        role: Role,
     },
 }
 
@@ -148,10 +158,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Scan { .. } => return not_built("scan"),
         Command::Import { .. } => return not_built("import"),
-        Command::Keys {
-            command: Keys::Create { .. },
-            ..
-        } => return not_built("keys create"),
         _ => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -203,14 +209,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             ctl(settings, command).await
         }
-        Command::Keys {
-            data,
-            command: Keys::RotateKek,
-        } => {
+        Command::Keys { data, command } => {
             if let Some(data) = data {
                 settings.server.data_dir = data;
             }
-            rotate_kek(&settings).await
+            match command {
+                Keys::RotateKek => rotate_kek(&settings).await,
+                Keys::Create { tenant, role } => create_api_key(&settings, &tenant, role).await,
+            }
         }
         Command::Sanitize {
             inputs,
@@ -262,8 +268,12 @@ fn policy(settings: &Settings) -> Policy {
     }
 }
 
-/// The configured queue; `serving` takes the embedded spool's lock and reclaims its jobs.
-async fn open_queue(settings: &Settings, serving: bool) -> anyhow::Result<Arc<dyn Queue>> {
+/// The configured queue and where asset notifications go; `serving` takes the embedded
+/// spool's lock and reclaims its jobs.
+async fn open_queue(
+    settings: &Settings,
+    serving: bool,
+) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Notifier>)> {
     let policy = policy(settings);
     Ok(match &settings.queue.backend {
         QueueBackend::Embedded => {
@@ -273,18 +283,20 @@ async fn open_queue(settings: &Settings, serving: bool) -> anyhow::Result<Arc<dy
             } else {
                 EmbeddedQueue::open_admin(&dir, policy)
             };
-            Arc::new(queue.context("embedded queue")?)
+            let queue = Arc::new(queue.context("embedded queue")?);
+            (queue, Arc::new(notify::InProcess::new()))
         }
-        QueueBackend::Rabbitmq { url, queue } => Arc::new(
-            RabbitQueue::connect(
-                url.expose_secret(),
-                queue,
-                policy,
-                settings.queue.confirm_timeout(),
-            )
-            .await
-            .context("RabbitMQ queue")?,
-        ),
+        QueueBackend::Rabbitmq { url, queue } => {
+            let timeout = settings.queue.confirm_timeout();
+            let rabbit = RabbitQueue::connect(url.expose_secret(), queue, policy, timeout)
+                .await
+                .context("RabbitMQ queue")?;
+            let notifier = notify::Exchange {
+                queue: rabbit.clone(),
+                exchange: settings.queue.events_exchange.clone(),
+            };
+            (Arc::new(rabbit), Arc::new(notifier))
+        }
     })
 }
 
@@ -327,13 +339,18 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
             settings.server.data_dir.display()
         )
     })?;
-    let queue = open_queue(&settings, worker).await?;
+    let (queue, notifier) = open_queue(&settings, worker).await?;
     // Created with mode 0600 on first start.
     let keys = local_keys(&settings)?;
+    let storage = open_storage(&settings, &keys)?;
+    let signer = Arc::new(keys.signer);
+    let detector = Arc::new(Unavailable("no face model in this build".into()));
     let jobs = Arc::new(AssetJobs {
-        storage: open_storage(&settings, &keys)?,
-        signer: Arc::new(keys.signer),
+        storage: storage.clone(),
+        signer: signer.clone(),
         limits: settings.strip.clone(),
+        detector: detector.clone(),
+        notifier: notifier.clone(),
     });
 
     let worker_task = worker.then(|| {
@@ -351,11 +368,17 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr().context("bound address")?;
         tracing::info!(%addr, "listening");
+        let timeout = Duration::from_secs(settings.server.request_timeout_secs);
         let state = AppState {
             queue: queue.clone(),
             metrics,
+            storage,
+            signer,
+            notifier,
+            detector,
+            max_upload_bytes: settings.strip.max_input_bytes,
+            idempotency_lease: asepsis_ingest::default_idempotency_lease(timeout),
         };
-        let timeout = Duration::from_secs(settings.server.request_timeout_secs);
         let app = asepsis_ingest::app(state, timeout);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -390,13 +413,56 @@ fn local_keys(settings: &Settings) -> anyhow::Result<LocalKeys> {
 }
 
 fn open_storage(settings: &Settings, keys: &LocalKeys) -> anyhow::Result<Storage> {
-    let root = settings
-        .local_store_root()
-        .context("store.type = \"s3\" is not in this build yet; use \"local\"")?;
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create store dir {}", root.display()))?;
-    let store = LocalFileSystem::new_with_prefix(&root).context("local store")?;
-    Ok(Storage::new(Arc::new(store), keys.keyring.clone()))
+    let store: Arc<dyn ObjectStore> = match &settings.store {
+        Store::Local { .. } => {
+            let root = settings.local_store_root().context("local store root")?;
+            std::fs::create_dir_all(&root)
+                .with_context(|| format!("cannot create store dir {}", root.display()))?;
+            Arc::new(LocalFileSystem::new_with_prefix(&root).context("local store")?)
+        }
+        Store::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        } => {
+            // Create-only puts (events, keys) use If-None-Match, which S3 and moto honour.
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(region)
+                .with_allow_http(*allow_http)
+                .with_conditional_put(S3ConditionalPut::ETagMatch);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let (Some(id), Some(secret)) = (access_key_id, secret_access_key) {
+                builder = builder
+                    .with_access_key_id(id.expose_secret())
+                    .with_secret_access_key(secret.expose_secret());
+            }
+            Arc::new(builder.build().context("S3 store (store.*)")?)
+        }
+    };
+    Ok(Storage::new(store, keys.keyring.clone()))
+}
+
+async fn create_api_key(settings: &Settings, tenant: &str, role: Role) -> anyhow::Result<ExitCode> {
+    let keys = local_keys(settings)?;
+    let storage = open_storage(settings, &keys)?;
+    let (token, record) = apikey::generate(tenant, role, now_ms()).context("--tenant")?;
+    storage
+        .put_api_key(&record)
+        .await
+        .context("storing the key")?;
+    audit(
+        &settings.server.data_dir,
+        "keys-create",
+        &[format!("{} {tenant}", record.id)],
+    )?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rotate_kek(settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -467,7 +533,7 @@ async fn ctl(settings: Settings, command: Ctl) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
-    let queue = open_queue(&settings, false).await?;
+    let (queue, _) = open_queue(&settings, false).await?;
     match command {
         Ctl::Queues { json } => {
             let stats = queue.stats().await?;

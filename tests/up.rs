@@ -107,7 +107,7 @@ fn up_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn commands_not_built_yet_exit_2() {
-    for args in [&["import", "d"][..], &["keys", "create", "--tenant", "t"]] {
+    for args in [&["import", "d"][..], &["scan", "f.jpg"]] {
         let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
             .args(args)
             .output()
@@ -115,6 +115,27 @@ fn commands_not_built_yet_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("not in this build"));
     }
+}
+
+#[test]
+fn keys_create_prints_only_the_key_on_stdout() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
+        .args(["keys", "--data"])
+        .arg(data.path())
+        .args(["create", "--tenant", "clinic-a", "--role", "reviewer"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = stdout.strip_suffix('\n').unwrap();
+    assert!(key.starts_with("asp_") && !key.contains(char::is_whitespace), "{stdout:?}");
+    let bad_role = Command::new(env!("CARGO_BIN_EXE_asepsis"))
+        .args(["keys", "create", "--tenant", "t", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("privacy-officer"));
 }
 
 #[test]

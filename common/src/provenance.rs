@@ -30,7 +30,8 @@ pub const EVENT_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum EventKind {
     Received {
-        consent_id: Option<Uuid>,
+        tenant: String,
+        consent_id: Uuid,
         format: String,
         size_bytes: u64,
         sha256: String,
@@ -55,6 +56,11 @@ pub enum EventKind {
         kek_id: String,
         kek_version: u32,
         size_bytes: u64,
+    },
+    /// A reviewer's decision on a held asset: `approve` or `reject`, by API key id.
+    Reviewed {
+        decision: String,
+        by_key: String,
     },
     Published,
     Rejected {
@@ -82,6 +88,7 @@ impl EventKind {
             EventKind::Scanned { .. } => "scanned",
             EventKind::Verdict { .. } => "verdict",
             EventKind::Encrypted { .. } => "encrypted",
+            EventKind::Reviewed { .. } => "reviewed",
             EventKind::Published => "published",
             EventKind::Rejected { .. } => "rejected",
             EventKind::Withdrawn { .. } => "withdrawn",
@@ -335,7 +342,10 @@ pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
                 _ => S::Processing,
             },
             EventKind::Verdict { decision, .. } if decision == "hold" => S::Held,
+            EventKind::Verdict { decision, .. } if decision == "internal" => S::Held,
             EventKind::Verdict { .. } => state.unwrap_or(S::Processing),
+            EventKind::Reviewed { decision, .. } if decision == "reject" => S::Rejected,
+            EventKind::Reviewed { .. } => state.unwrap_or(S::Held),
             EventKind::Published => S::Published,
             EventKind::Rejected { .. } => S::Rejected,
             EventKind::Withdrawn { .. } => S::Withdrawn,
@@ -452,7 +462,8 @@ mod tests {
             asset,
             vec![
                 EventKind::Received {
-                    consent_id: None,
+                    tenant: "t".into(),
+                    consent_id: Uuid::nil(),
                     format: "jpeg".into(),
                     size_bytes: 10,
                     sha256: "ab".into(),
@@ -538,7 +549,8 @@ mod tests {
         let signer = Signer::generate().unwrap();
         let asset = Uuid::new_v4();
         let recv = EventKind::Received {
-            consent_id: None,
+            tenant: "t".into(),
+            consent_id: Uuid::nil(),
             format: "png".into(),
             size_bytes: 1,
             sha256: "x".into(),

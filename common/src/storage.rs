@@ -5,7 +5,11 @@
 //! keys/{asset}                  the asset's data key, wrapped under a KEK (JSON WrappedKey)
 //! erased/{asset}                tombstone: the asset was crypto-shredded (its key is gone)
 //! events/{asset}/{seq:020}      provenance events (JSON SignedEvent), written create-only
-//! consents/{id}                 consent records
+//! consents/{id}                 consent record (JSON; pseudonymous references only)
+//! apikeys/{key id}               API key record: tenant, role, SHA-256 of the secret
+//! index/tenants/{tenant}/{asset} empty marker: the asset belongs to the tenant
+//! index/consents/{id}/{asset}    empty marker: the asset was uploaded under the consent
+//! idempotency/{tenant}/{sha256}  the asset an upload's Idempotency-Key (hashed) made
 //! ```
 //!
 //! Wrapped keys live apart from blobs, so rotating a KEK rewrites only `keys/` and erasing an
@@ -24,6 +28,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
+use crate::apikey::KeyRecord;
+use crate::consent::Consent;
 use crate::envelope::{
     self, DEFAULT_SEGMENT_SIZE, DataKey, EnvelopeError, Header, Layout, Role, SegmentCipher,
 };
@@ -90,7 +96,31 @@ fn event_path(asset: Uuid, seq: u64) -> Path {
     Path::from(format!("events/{asset}/{seq:020}"))
 }
 
-fn now_ms() -> u64 {
+fn consent_path(id: Uuid) -> Path {
+    Path::from(format!("consents/{id}"))
+}
+fn tenant_index(tenant: &str) -> Path {
+    Path::from(format!("index/tenants/{tenant}"))
+}
+fn consent_index(consent: Uuid) -> Path {
+    Path::from(format!("index/consents/{consent}"))
+}
+
+/// Who made an upload under an Idempotency-Key, and when it started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotencyRecord {
+    pub asset_id: Uuid,
+    pub started_at_ms: u64,
+}
+
+/// Whether this call created a record or found one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim<T> {
+    Created,
+    Existing(T),
+}
+
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -406,6 +436,181 @@ impl Storage {
             }
         }
         Err(StorageError::Contended(asset))
+    }
+}
+
+/// Small JSON records: consents, API keys, indexes, idempotency claims.
+impl Storage {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<Option<T>, StorageError> {
+        match self.store.get(path).await {
+            Ok(got) => {
+                let bytes = got.bytes().await?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|_| StorageError::Corrupt(path.to_string()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Write `value` at `path`; create-only answers `false` when the object already exists.
+    async fn put_json<T: serde::Serialize>(
+        &self,
+        path: &Path,
+        value: &T,
+        create_only: bool,
+    ) -> Result<bool, StorageError> {
+        let json =
+            serde_json::to_vec(value).map_err(|_| StorageError::Corrupt(path.to_string()))?;
+        let mode = if create_only {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match self.store.put_opts(path, json.into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_ids(&self, prefix: &Path) -> Result<Vec<Uuid>, StorageError> {
+        let metas: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
+        let mut ids: Vec<Uuid> = metas
+            .iter()
+            .filter_map(|m| m.location.filename().and_then(|f| Uuid::parse_str(f).ok()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// # Errors
+    /// Store failures; [`StorageError::Corrupt`] when the record does not parse.
+    pub async fn consent(&self, id: Uuid) -> Result<Option<Consent>, StorageError> {
+        self.get_json(&consent_path(id)).await
+    }
+
+    /// Write a consent record (whole: a withdrawal rewrites it with `withdrawn_at` set).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn put_consent(&self, consent: &Consent) -> Result<(), StorageError> {
+        self.put_json(&consent_path(consent.id), consent, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// # Errors
+    /// Store failures; [`StorageError::Corrupt`].
+    pub async fn api_key(&self, id: &str) -> Result<Option<KeyRecord>, StorageError> {
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        self.get_json(&Path::from(format!("apikeys/{id}"))).await
+    }
+
+    /// Store a new key record, create-only.
+    ///
+    /// # Errors
+    /// Store failures; [`StorageError::Corrupt`] if the id is taken (64 random bits: never).
+    pub async fn put_api_key(&self, record: &KeyRecord) -> Result<(), StorageError> {
+        let path = Path::from(format!("apikeys/{}", record.id));
+        match self.put_json(&path, record, true).await? {
+            true => Ok(()),
+            false => Err(StorageError::Corrupt(path.to_string())),
+        }
+    }
+
+    /// Record that `asset` belongs to `tenant` and was uploaded under `consent`. Idempotent.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn index_asset(
+        &self,
+        tenant: &str,
+        consent: Uuid,
+        asset: Uuid,
+    ) -> Result<(), StorageError> {
+        for prefix in [tenant_index(tenant), consent_index(consent)] {
+            let path = Path::from(format!("{prefix}/{asset}"));
+            self.store.put(&path, PutPayload::default()).await?;
+        }
+        Ok(())
+    }
+
+    /// The assets of a tenant, in id order.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn tenant_assets(&self, tenant: &str) -> Result<Vec<Uuid>, StorageError> {
+        self.list_ids(&tenant_index(tenant)).await
+    }
+
+    /// The assets uploaded under a consent, in id order.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn consent_assets(&self, consent: Uuid) -> Result<Vec<Uuid>, StorageError> {
+        self.list_ids(&consent_index(consent)).await
+    }
+
+    /// Claim an Idempotency-Key (already hashed by the caller) for `record`, or return the
+    /// record that holds it.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn claim_idempotency(
+        &self,
+        tenant: &str,
+        key_sha256: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<Claim<IdempotencyRecord>, StorageError> {
+        let path = Path::from(format!("idempotency/{tenant}/{key_sha256}"));
+        if self.put_json(&path, record, true).await? {
+            return Ok(Claim::Created);
+        }
+        match self.get_json(&path).await? {
+            Some(existing) => Ok(Claim::Existing(existing)),
+            None => Err(StorageError::Corrupt(path.to_string())),
+        }
+    }
+
+    /// Delete one blob of an asset (a derivative purged on withdrawal, or an upload that
+    /// never got its `received` event). Idempotent.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn delete_blob(&self, asset: Uuid, role: Role) -> Result<(), StorageError> {
+        match self.store.delete(&blob_path(asset, role)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Append `what` right after `last` (the whole log as the caller saw it ends there), or
+    /// not at all: `None` when another writer appended first. This is what makes a step
+    /// happen once: a caller that loses re-reads the log and decides again.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn append_after(
+        &self,
+        asset: Uuid,
+        signer: &Signer,
+        last: Option<&SignedEvent>,
+        what: EventKind,
+    ) -> Result<Option<SignedEvent>, StorageError> {
+        let next = signer.sign_next(asset, last, now_ms(), what);
+        let path = event_path(asset, next.event.seq);
+        Ok(self.put_json(&path, &next, true).await?.then_some(next))
     }
 }
 

@@ -76,6 +76,8 @@ pub struct Queue {
     pub max_attempts: u32,
     pub retry_delays_ms: Vec<u64>,
     pub confirm_timeout_ms: u64,
+    /// Topic exchange for asset notifications (RabbitMQ; embedded uses an in-process channel).
+    pub events_exchange: String,
     pub backend: QueueBackend,
 }
 

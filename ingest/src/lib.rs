@@ -1,39 +1,114 @@
 //! The Asepsis HTTP service: the routes clients, operators and the website call.
 //!
-//! This crate owns the HTTP edge: routing, timeouts, request ids, request metrics and the
-//! operational endpoints (`/healthz`, `/readyz`, `/metrics`). It must not hold business
-//! rules (those live in `asepsis-common`) and must never log a request body, a client file
-//! name, a client IP or a key: spans carry a request id, the route and the status only.
+//! This crate owns the HTTP edge: authentication, routing, body limits, timeouts, request
+//! ids, request metrics, the OpenAPI document and the operational endpoints (`/healthz`,
+//! `/readyz`, `/metrics`). It must not hold business rules (those live in `asepsis-common`)
+//! and must never log a request body, a client file name, a client IP or a key: spans carry
+//! a request id, the route template and the status only.
+
+mod assets;
+mod auth;
+mod consents;
+mod error;
+mod media;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use asepsis_common::faces::Detector;
+use asepsis_common::notify::Notifier;
+use asepsis_common::provenance::Signer;
 use asepsis_common::queue::Queue;
+use asepsis_common::storage::Storage;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub use assets::default_idempotency_lease;
 
 #[derive(Clone)]
 pub struct AppState {
     pub queue: Arc<dyn Queue>,
     pub metrics: PrometheusHandle,
+    pub storage: Storage,
+    pub signer: Arc<Signer>,
+    pub notifier: Arc<dyn Notifier>,
+    pub detector: Arc<dyn Detector>,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// How long an unfinished upload holds its Idempotency-Key.
+    pub idempotency_lease: Duration,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Asepsis", description = "Secure media ingest: upload with consent, strip, review, publish."),
+    paths(
+        consents::create, consents::get, consents::withdraw,
+        assets::upload, assets::status, assets::provenance, assets::review_queue, assets::review,
+        media::get, healthz, readyz,
+    ),
+    modifiers(&BearerKey)
+)]
+struct ApiDoc;
+
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("asp_<key id>_<secret>")
+            .build();
+        components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The OpenAPI document of these routes, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(openapi()).into_response()
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    // Multipart framing on top of the file; the file itself is counted as it streams.
+    let upload_limit = usize::try_from(state.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/consents", post(consents::create))
+        .route("/v1/consents/{id}", get(consents::get))
+        .route("/v1/consents/{id}/withdraw", post(consents::withdraw))
+        .route(
+            "/v1/assets",
+            post(assets::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/v1/assets/{id}", get(assets::status))
+        .route("/v1/assets/{id}/provenance", get(assets::provenance))
+        .route("/v1/assets/{id}/review", post(assets::review))
+        .route("/v1/review", get(assets::review_queue))
+        .route("/media/{id}", get(media::get))
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -58,22 +133,32 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
 }
 
 /// The process is up and serving.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The process can do its work: the queue answers.
+/// The process can do its work: the queue and the store answer. A missing face detector
+/// does not stop the service (every image is then held for review), but is reported.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "queue or store unavailable")))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.queue.stats().await {
-        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: queue");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: queue unavailable\n",
-            )
-                .into_response()
-        }
+    if let Err(e) = state.queue.stats().await {
+        tracing::warn!(error = %e, "not ready: queue");
+        let body = "not ready: queue unavailable\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    if let Err(e) = state.storage.api_key("0").await {
+        tracing::warn!(error = %e, "not ready: store");
+        let body = "not ready: store unavailable\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    match state.detector.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::OK,
+            format!("ready; face detector unavailable ({why}): images are held for review\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -116,6 +201,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use asepsis_common::keys::LocalKeyring;
     use asepsis_common::queue::{EmbeddedQueue, Policy};
     use axum::body::Body;
     use http_body_util::BodyExt;
@@ -127,10 +213,18 @@ mod tests {
             max_attempts: 3,
             retry_delays: vec![Duration::from_millis(10)],
         };
-        let queue = EmbeddedQueue::open(dir, policy).unwrap();
+        let queue = EmbeddedQueue::open(&dir.join("queue"), policy).unwrap();
+        let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
         AppState {
             queue: Arc::new(queue),
             metrics: PrometheusBuilder::new().build_recorder().handle(),
+            storage: Storage::new(Arc::new(store), Arc::new(keyring)),
+            signer: Arc::new(Signer::generate().unwrap()),
+            notifier: Arc::new(asepsis_common::notify::InProcess::new()),
+            detector: Arc::new(asepsis_common::faces::Unavailable("test".into())),
+            max_upload_bytes: 1 << 20,
+            idempotency_lease: Duration::from_secs(60),
         }
     }
 

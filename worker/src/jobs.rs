@@ -1,22 +1,28 @@
 //! The handlers the worker runs.
 //!
 //! [`AssetJobs`] processes an uploaded asset: load and decrypt the original → strip and
-//! verify (`media::strip`) → encrypt the derivative → record `stripped`, `encrypted`,
-//! `scanned` and `verdict` events. Face detection is not in this build, so every image is
-//! `not_scanned` and held for review: never a fake "no face", never published from here.
-//! A bad file ends `rejected` with its reason. Store failures are retried. A job for an
-//! asset that is past processing is a no-op, so redelivery is safe.
+//! verify → encrypt the derivative → face scan → policy → publish (re-checking the consent)
+//! or hold → notify. Each step appends its event right after the log as read, and is skipped
+//! when its event is already there, so a job redelivered after a crash resumes where it
+//! stopped and an asset is published at most once. A bad file ends `rejected` with its
+//! reason; store trouble is retried; an impossible state is dead-lettered.
 
 use std::sync::Arc;
 
+use asepsis_common::asset::{Appended, AssetLog, Published};
+use asepsis_common::consent::Consent;
 use asepsis_common::envelope::Role;
+use asepsis_common::faces::Detector;
 use asepsis_common::job::Job;
 use asepsis_common::media::{Limits, strip};
-use asepsis_common::provenance::{AssetState, EventKind, Signer, fold};
+use asepsis_common::notify::Notifier;
+use asepsis_common::policy::{Decision, decide};
+use asepsis_common::provenance::{AssetState, EventKind, Signer};
 use asepsis_common::storage::{Storage, StorageError};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use ring::digest::{SHA256, digest};
+use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::runner::{Handler, Outcome};
@@ -25,6 +31,8 @@ pub struct AssetJobs {
     pub storage: Storage,
     pub signer: Arc<Signer>,
     pub limits: Limits,
+    pub detector: Arc<dyn Detector>,
+    pub notifier: Arc<dyn Notifier>,
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -39,107 +47,190 @@ fn outcome_of(e: StorageError) -> Outcome {
     }
 }
 
+/// Another writer advanced the log between our read and our write: come back later and
+/// decide again from what is there.
+fn lost_race() -> Outcome {
+    Outcome::Retry("the asset's log moved on under us; deciding again".into())
+}
+
 impl AssetJobs {
-    async fn record(&self, asset: uuid::Uuid, what: EventKind) -> Result<(), Outcome> {
-        self.storage
-            .append_event(asset, &self.signer, what)
-            .await
-            .map(|_| ())
-            .map_err(outcome_of)
+    async fn record(&self, log: &mut AssetLog, what: EventKind) -> Result<(), Outcome> {
+        match log.append(&self.storage, &self.signer, what).await {
+            Ok(Appended::Yes) => Ok(()),
+            Ok(Appended::LostRace) => Err(lost_race()),
+            Err(e) => Err(outcome_of(e)),
+        }
     }
 
     /// The input is bad: record `rejected` with the reason, then ack.
-    async fn reject(&self, asset: uuid::Uuid, reason: String) -> Result<Outcome, Outcome> {
+    async fn reject(&self, log: &mut AssetLog, reason: String) -> Result<Outcome, Outcome> {
         let what = EventKind::Rejected {
             reason: reason.clone(),
         };
-        self.record(asset, what).await?;
+        self.record(log, what).await?;
+        self.announce(log).await?;
         Ok(Outcome::Reject(reason))
     }
 
+    /// Tell listeners where the asset now is.
+    async fn announce(&self, log: &AssetLog) -> Result<(), Outcome> {
+        let Some(note) = log.notification() else {
+            return Ok(());
+        };
+        self.notifier
+            .notify(&note)
+            .await
+            .map_err(|e| Outcome::Retry(format!("notification: {e}")))
+    }
+
+    async fn original(&self, log: &mut AssetLog) -> Result<Result<Vec<u8>, String>, Outcome> {
+        let (len, stream) = match self.storage.get_blob(log.asset, Role::Original).await {
+            Err(StorageError::Erased(_)) => return Ok(Err("asset was erased".into())),
+            other => other.map_err(outcome_of)?,
+        };
+        let max = self.limits.max_input_bytes;
+        if len > max {
+            return Ok(Err(format!(
+                "limit max_input_bytes exceeded: {len} > {max}"
+            )));
+        }
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.map_err(outcome_of)?;
+        Ok(Ok(chunks.concat()))
+    }
+
     async fn process(&self, asset: uuid::Uuid) -> Result<Outcome, Outcome> {
-        let events = self.storage.events(asset).await.map_err(outcome_of)?;
-        match fold(&events) {
-            None => return Ok(Outcome::Abort("asset has no received event".into())),
+        let mut log = AssetLog::load(&self.storage, asset)
+            .await
+            .map_err(outcome_of)?;
+        let Some(arrival) = log.arrival() else {
+            return Ok(Outcome::Abort("asset has no received event".into()));
+        };
+        match log.state() {
             Some(AssetState::Received | AssetState::Processing) => {}
-            Some(state) => {
-                tracing::info!(?state, "asset already processed; nothing to do");
+            Some(AssetState::Published | AssetState::Held | AssetState::Rejected) => {
+                // Done before (the ack or the notification may have been lost): say it again.
+                self.announce(&log).await?;
+                return Ok(Outcome::Done);
+            }
+            state => {
+                tracing::info!(?state, "asset is not to be processed; nothing to do");
                 return Ok(Outcome::Done);
             }
         }
-        let (len, stream) = match self.storage.get_blob(asset, Role::Original).await {
-            Err(StorageError::Erased(_)) => return Ok(Outcome::Reject("asset was erased".into())),
-            other => other.map_err(outcome_of)?,
+        let consent = match self.storage.consent(arrival.consent_id).await {
+            Ok(Some(consent)) => consent,
+            Ok(None) => {
+                return self
+                    .reject(&mut log, "consent record is missing".into())
+                    .await;
+            }
+            Err(e) => return Err(outcome_of(e)),
         };
-        if len > self.limits.max_input_bytes {
-            let max = self.limits.max_input_bytes;
-            let reason = format!("limit max_input_bytes exceeded: {len} > {max}");
-            return self.reject(asset, reason).await;
+        if !log.has("verdict")
+            && let Some(outcome) = self.strip_scan_decide(&mut log, &consent).await?
+        {
+            return Ok(outcome);
         }
-        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.map_err(outcome_of)?;
-        let original = chunks.concat();
-        let limits = self.limits.clone();
-        let stripped = tokio::task::spawn_blocking(move || strip(&original, &limits))
+        let decided = match log.last_of("verdict") {
+            Some(EventKind::Verdict { decision, .. }) => decision.clone(),
+            _ => return Ok(Outcome::Abort("no verdict after deciding".into())),
+        };
+        if decided == Decision::Publish.as_str() {
+            let now = OffsetDateTime::now_utc();
+            match log
+                .publish(&self.storage, &self.signer, &consent, now)
+                .await
+            {
+                Ok(Published::Now | Published::Already) => {}
+                Ok(Published::Refused(why)) => tracing::info!(%why, "not published"),
+                Ok(Published::LostRace) => return Err(lost_race()),
+                Err(e) => return Err(outcome_of(e)),
+            }
+        }
+        self.announce(&log).await?;
+        tracing::info!(state = ?log.state(), "asset processed");
+        Ok(Outcome::Done)
+    }
+
+    /// Strip, store the derivative, scan and decide, skipping what the log shows done.
+    /// `Some(outcome)` when the asset ended here (rejected).
+    async fn strip_scan_decide(
+        &self,
+        log: &mut AssetLog,
+        consent: &Consent,
+    ) -> Result<Option<Outcome>, Outcome> {
+        let original = match self.original(log).await? {
+            Ok(bytes) => Arc::new(bytes),
+            Err(reason) => return self.reject(log, reason).await.map(Some),
+        };
+        let (limits, input) = (self.limits.clone(), original.clone());
+        let stripped = tokio::task::spawn_blocking(move || strip(&input, &limits))
             .await
             .map_err(|e| Outcome::Abort(format!("strip task: {e}")))?;
         let stripped = match stripped {
             Ok(s) => s,
-            Err(e) => return self.reject(asset, e.to_string()).await,
+            Err(e) => return self.reject(log, e.to_string()).await.map(Some),
         };
         let report = stripped.report;
-        self.record(
-            asset,
-            EventKind::Stripped {
+        if !log.has("stripped") {
+            let what = EventKind::Stripped {
                 removed: report.removed.clone(),
                 size_bytes: report.bytes_out,
                 sha256: sha256(&stripped.bytes),
                 gps_in_original: report.gps_in_original,
-            },
-        )
-        .await?;
-        let info = self
-            .storage
-            .put_blob(
-                asset,
-                Role::Derivative,
-                std::io::Cursor::new(stripped.bytes),
-            )
-            .await
-            .map_err(outcome_of)?;
-        let kek = self.storage.current_kek();
-        self.record(
-            asset,
-            EventKind::Encrypted {
+            };
+            self.record(log, what).await?;
+        }
+        if !log.has("encrypted") {
+            let derivative = std::io::Cursor::new(stripped.bytes);
+            let info = self
+                .storage
+                .put_blob(log.asset, Role::Derivative, derivative)
+                .await
+                .map_err(outcome_of)?;
+            let kek = self.storage.current_kek();
+            let what = EventKind::Encrypted {
                 role: Role::Derivative,
                 kek_id: kek.id,
                 kek_version: kek.version,
                 size_bytes: info.stored_bytes,
-            },
-        )
-        .await?;
-        self.record(
-            asset,
-            EventKind::Scanned {
-                verdict: "not_scanned".into(),
-                faces: 0,
-                model_sha256: String::new(),
-            },
-        )
-        .await?;
-        self.record(
-            asset,
-            EventKind::Verdict {
-                decision: "hold".into(),
-                reason: "face scan not available: held for review".into(),
-            },
-        )
-        .await?;
+            };
+            self.record(log, what).await?;
+        }
+        let detector = self.detector.clone();
+        let scan = tokio::task::spawn_blocking(move || detector.scan(&original))
+            .await
+            .map_err(|e| Outcome::Abort(format!("scan task: {e}")))?;
+        if !log.has("scanned") {
+            let what = EventKind::Scanned {
+                verdict: scan.verdict.as_str().into(),
+                faces: u32::try_from(scan.faces.len()).unwrap_or(u32::MAX),
+                model_sha256: scan.model_sha256.clone(),
+            };
+            self.record(log, what).await?;
+        }
+        let (decision, reason) = decide(consent.terms.scope, scan.verdict, report.gps_in_original);
+        let (decision, reason) = match decision {
+            // Redaction arrives with the face-detection work; until then, a person decides.
+            Decision::Redact => (
+                Decision::Hold,
+                format!("{reason}; redaction not in this build: held for review"),
+            ),
+            other => (other, reason),
+        };
         tracing::info!(
             removed = report.removed.len(),
             gps = report.gps_in_original,
-            "asset stripped and held for review"
+            faces = scan.faces.len(),
+            decision = decision.as_str(),
+            "asset stripped and decided"
         );
-        Ok(Outcome::Done)
+        let what = EventKind::Verdict {
+            decision: decision.as_str().into(),
+            reason,
+        };
+        self.record(log, what).await?;
+        Ok(None)
     }
 }
 

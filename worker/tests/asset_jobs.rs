@@ -5,10 +5,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use asepsis_common::asset::AssetLog;
+use asepsis_common::consent::{Consent, Method, Scope, Terms};
 use asepsis_common::envelope::Role;
+use asepsis_common::faces::Unavailable;
 use asepsis_common::job::Job;
 use asepsis_common::keys::LocalKeyring;
 use asepsis_common::media::{Limits, verify};
+use asepsis_common::notify::InProcess;
 use asepsis_common::provenance::{self, AssetState, EventKind, Signer, TrustedKeys};
 use asepsis_common::storage::Storage;
 use asepsis_worker::jobs::AssetJobs;
@@ -26,19 +30,48 @@ fn corpus(path: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn jobs(dir: &Path) -> AssetJobs {
+fn jobs(dir: &Path) -> (AssetJobs, Arc<InProcess>) {
     let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).unwrap();
     std::fs::create_dir_all(dir.join("store")).unwrap();
     let store = LocalFileSystem::new_with_prefix(dir.join("store")).unwrap();
-    AssetJobs {
+    let notes = Arc::new(InProcess::new());
+    let jobs = AssetJobs {
         storage: Storage::new(Arc::new(store), Arc::new(keyring)),
         signer: Arc::new(Signer::generate().unwrap()),
         limits: Limits::default(),
-    }
+        detector: Arc::new(Unavailable("no face model in this test".into())),
+        notifier: notes.clone(),
+    };
+    (jobs, notes)
+}
+
+async fn consent(jobs: &AssetJobs, scope: Scope) -> Uuid {
+    let now = time::OffsetDateTime::now_utc();
+    let consent = Consent {
+        id: Uuid::new_v4(),
+        tenant: "clinic".into(),
+        recorded_at: now,
+        withdrawn_at: None,
+        terms: Terms {
+            subject_ref: "s-1".into(),
+            obtained_by: "dr".into(),
+            obtained_at: now,
+            method: Method::Written,
+            scope,
+            purposes: vec!["education".into()],
+            jurisdiction: "US".into(),
+            expires_at: None,
+            licence_version: "1".into(),
+            minor: false,
+            guardian: None,
+        },
+    };
+    jobs.storage.put_consent(&consent).await.unwrap();
+    consent.id
 }
 
 /// What ingest does: store the original encrypted and record `received`.
-async fn receive(jobs: &AssetJobs, bytes: Vec<u8>) -> Uuid {
+async fn receive(jobs: &AssetJobs, bytes: Vec<u8>, consent_id: Uuid) -> Uuid {
     let asset = Uuid::new_v4();
     let size_bytes = bytes.len() as u64;
     jobs.storage
@@ -46,7 +79,8 @@ async fn receive(jobs: &AssetJobs, bytes: Vec<u8>) -> Uuid {
         .await
         .unwrap();
     let what = EventKind::Received {
-        consent_id: None,
+        tenant: "clinic".into(),
+        consent_id,
         format: "jpeg".into(),
         size_bytes,
         sha256: String::new(),
@@ -58,18 +92,30 @@ async fn receive(jobs: &AssetJobs, bytes: Vec<u8>) -> Uuid {
     asset
 }
 
+fn names(events: &[provenance::SignedEvent]) -> Vec<&'static str> {
+    events.iter().map(|e| e.event.what.name()).collect()
+}
+
 #[tokio::test]
-async fn a_gps_photo_is_stripped_encrypted_and_held_for_review() {
+async fn identifiable_consent_publishes_a_stripped_encrypted_derivative() {
     let dir = tempfile::tempdir().unwrap();
-    let jobs = jobs(dir.path());
-    let asset = receive(&jobs, corpus("jpeg/ianare-DSCN0010.jpg")).await;
+    let (jobs, notes) = jobs(dir.path());
+    let mut published = notes.subscribe();
+    let consent = consent(&jobs, Scope::Identifiable).await;
+    let asset = receive(&jobs, corpus("jpeg/ianare-DSCN0010.jpg"), consent).await;
     assert_eq!(jobs.handle(Job::new(asset), 1).await, Outcome::Done);
 
     let events = jobs.storage.events(asset).await.unwrap();
     assert_eq!(
-        provenance::fold(&events),
-        Some(AssetState::Held),
-        "not scanned: never published"
+        names(&events),
+        [
+            "received",
+            "stripped",
+            "encrypted",
+            "scanned",
+            "verdict",
+            "published"
+        ]
     );
     let stripped = events.iter().find_map(|e| match &e.event.what {
         EventKind::Stripped {
@@ -83,7 +129,9 @@ async fn a_gps_photo_is_stripped_encrypted_and_held_for_review() {
     assert!(gps && removed.contains(&"EXIF:GPSLatitude".to_owned()));
     let mut trusted = TrustedKeys::default();
     trusted.add(jobs.signer.public_key());
-    assert_eq!(provenance::verify(asset, &events, &trusted), Ok(5));
+    assert_eq!(provenance::verify(asset, &events, &trusted), Ok(6));
+    let note = published.try_recv().unwrap();
+    assert_eq!((note.asset_id, note.event.as_str()), (asset, "published"));
 
     let (_, stream) = jobs
         .storage
@@ -95,14 +143,90 @@ async fn a_gps_photo_is_stripped_encrypted_and_held_for_review() {
 
     // Redelivered: nothing happens twice.
     assert_eq!(jobs.handle(Job::new(asset), 2).await, Outcome::Done);
-    assert_eq!(jobs.storage.events(asset).await.unwrap().len(), 5);
+    assert_eq!(jobs.storage.events(asset).await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn deidentified_consent_without_a_face_scan_is_held_and_internal_never_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, _) = jobs(dir.path());
+    for (scope, decision) in [(Scope::Deidentified, "hold"), (Scope::Internal, "internal")] {
+        let consent = consent(&jobs, scope).await;
+        let asset = receive(&jobs, corpus("jpeg/ianare-DSCN0010.jpg"), consent).await;
+        assert_eq!(jobs.handle(Job::new(asset), 1).await, Outcome::Done);
+        let log = AssetLog::load(&jobs.storage, asset).await.unwrap();
+        assert_eq!(log.state(), Some(AssetState::Held));
+        assert!(!log.has("published"));
+        assert!(matches!(
+            log.last_of("verdict"),
+            Some(EventKind::Verdict { decision: d, .. }) if d == decision
+        ));
+        assert!(matches!(
+            log.last_of("scanned"),
+            Some(EventKind::Scanned { verdict, .. }) if verdict == "not_scanned"
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_job_redelivered_after_a_crash_resumes_and_publishes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, _) = jobs(dir.path());
+    let consent = consent(&jobs, Scope::Identifiable).await;
+    let asset = receive(&jobs, corpus("png/pillow-hopper.png"), consent).await;
+    // A first worker got as far as `stripped` and died.
+    let mut log = AssetLog::load(&jobs.storage, asset).await.unwrap();
+    let what = EventKind::Stripped {
+        removed: vec![],
+        size_bytes: 1,
+        sha256: String::new(),
+        gps_in_original: false,
+    };
+    log.append(&jobs.storage, &jobs.signer, what).await.unwrap();
+    // Two deliveries of the same job race.
+    let (a, b) = tokio::join!(
+        jobs.handle(Job::new(asset), 2),
+        jobs.handle(Job::new(asset), 2)
+    );
+    for outcome in [a, b] {
+        assert!(
+            matches!(outcome, Outcome::Done | Outcome::Retry(_)),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(jobs.handle(Job::new(asset), 3).await, Outcome::Done);
+    let events = jobs.storage.events(asset).await.unwrap();
+    let count = |name| names(&events).iter().filter(|n| **n == name).count();
+    assert_eq!(
+        (count("stripped"), count("published")),
+        (1, 1),
+        "{:?}",
+        names(&events)
+    );
+    assert_eq!(provenance::fold(&events), Some(AssetState::Published));
+}
+
+#[tokio::test]
+async fn publishing_rechecks_the_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, _) = jobs(dir.path());
+    let id = consent(&jobs, Scope::Identifiable).await;
+    let asset = receive(&jobs, corpus("png/pillow-hopper.png"), id).await;
+    let mut withdrawn = jobs.storage.consent(id).await.unwrap().unwrap();
+    withdrawn.withdrawn_at = Some(time::OffsetDateTime::now_utc());
+    jobs.storage.put_consent(&withdrawn).await.unwrap();
+    assert_eq!(jobs.handle(Job::new(asset), 1).await, Outcome::Done);
+    let log = AssetLog::load(&jobs.storage, asset).await.unwrap();
+    assert!(!log.has("published"));
+    assert_eq!(log.state(), Some(AssetState::Held));
 }
 
 #[tokio::test]
 async fn a_bad_file_ends_rejected_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let jobs = jobs(dir.path());
-    let asset = receive(&jobs, corpus("malformed/pillow-broken.png")).await;
+    let (jobs, _) = jobs(dir.path());
+    let consent = consent(&jobs, Scope::Identifiable).await;
+    let asset = receive(&jobs, corpus("malformed/pillow-broken.png"), consent).await;
     let outcome = jobs.handle(Job::new(asset), 1).await;
     assert!(
         matches!(&outcome, Outcome::Reject(r) if r.contains("malformed png")),
@@ -112,15 +236,16 @@ async fn a_bad_file_ends_rejected_with_its_reason() {
     assert_eq!(provenance::fold(&events), Some(AssetState::Rejected));
 
     // The next asset goes through.
-    let next = receive(&jobs, corpus("png/pillow-hopper.png")).await;
+    let next = receive(&jobs, corpus("png/pillow-hopper.png"), consent).await;
     assert_eq!(jobs.handle(Job::new(next), 1).await, Outcome::Done);
 }
 
 #[tokio::test]
 async fn an_erased_or_unknown_asset_is_not_processed() {
     let dir = tempfile::tempdir().unwrap();
-    let jobs = jobs(dir.path());
-    let asset = receive(&jobs, corpus("png/pillow-hopper.png")).await;
+    let (jobs, _) = jobs(dir.path());
+    let consent = consent(&jobs, Scope::Identifiable).await;
+    let asset = receive(&jobs, corpus("png/pillow-hopper.png"), consent).await;
     jobs.storage.shred(asset).await.unwrap();
     assert!(matches!(
         jobs.handle(Job::new(asset), 1).await,

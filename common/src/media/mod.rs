@@ -36,6 +36,21 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 7] = [
+        Format::Jpeg,
+        Format::Png,
+        Format::Webp,
+        Format::Tiff,
+        Format::Heif,
+        Format::Avif,
+        Format::Dicom,
+    ];
+
+    /// The format [`Format::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Jpeg => "jpeg",

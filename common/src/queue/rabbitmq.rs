@@ -15,6 +15,9 @@
 //! `x-delivery-count` (deliveries handed back unacked). A lost connection is re-established
 //! with exponential backoff by whichever publish or consumer meets it first; deliveries of
 //! the old channel can no longer be acked, and the broker delivers them again.
+//!
+//! [`RabbitQueue::announce`] also publishes notifications to a durable topic exchange (by
+//! default `asepsis.events`) on the same confirmed channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,6 +196,39 @@ impl RabbitQueue {
             .map_err(unavailable)?;
         let _ = channel.close(200, "done".into()).await;
         Ok(())
+    }
+}
+
+impl RabbitQueue {
+    /// Publish `body` to the durable topic exchange `exchange` (declared if missing) under
+    /// `routing_key`, persistent and confirmed.
+    ///
+    /// # Errors
+    /// As [`Queue::publish`].
+    pub async fn announce(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), QueueError> {
+        let link = self.inner.link().await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        link.publish
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let id = Uuid::new_v4().to_string();
+        self.inner
+            .publish_to(exchange, routing_key, body, message_props(&id, 1, None))
+            .await
     }
 }
 

@@ -1,0 +1,487 @@
+//! `/v1/assets`: upload (streamed, encrypted as it arrives, answered 202 only once the job is
+//! confirmed), status, provenance, and the reviewer's queue and decisions.
+//!
+//! An upload is sniffed by its first bytes (never the client's file name or content type),
+//! never held whole in memory, and counted against the size limit as it streams. A retried
+//! upload with the same `Idempotency-Key` answers with the asset the first one made.
+
+use std::time::Duration;
+
+use asepsis_common::apikey::Role;
+use asepsis_common::asset::{Appended, AssetLog, Published, Summary};
+use asepsis_common::consent::Consent;
+use asepsis_common::envelope::Role as BlobRole;
+use asepsis_common::job::Job;
+use asepsis_common::media::{Format, SNIFF_LEN, sniff};
+use asepsis_common::provenance::{self, AssetState, EventKind};
+use asepsis_common::storage::{Claim, IdempotencyRecord, StorageError, now_ms};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::multipart::Field;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::SinkExt;
+use futures::channel::mpsc;
+use ring::digest::{Context, SHA256, digest};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::consents::{parse_id, parse_json};
+use crate::error::ApiError;
+
+const READERS: &[Role] = &[
+    Role::Uploader,
+    Role::Reviewer,
+    Role::PrivacyOfficer,
+    Role::Operator,
+];
+
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: Uuid,
+    pub status_url: String,
+}
+
+/// The multipart form of `POST /v1/assets`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The image: JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The consent that covers this image.
+    consent_id: Uuid,
+}
+
+fn accepted(id: Uuid) -> Response {
+    let status_url = format!("/v1/assets/{id}");
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url.clone())],
+        Json(Accepted { id, status_url }),
+    )
+        .into_response()
+}
+
+/// Can this consent cover an upload by this caller now? 422 naming `consent_id` if not.
+async fn usable_consent(
+    state: &AppState,
+    caller: &Caller,
+    text: &str,
+) -> Result<Consent, ApiError> {
+    let invalid = |why: &str| ApiError::Invalid(format!("consent_id: {why}"));
+    let id = Uuid::parse_str(text.trim()).map_err(|_| invalid("not a consent id"))?;
+    let consent = match state.storage.consent(id).await? {
+        Some(c) if c.tenant == caller.tenant => c,
+        _ => {
+            return Err(invalid(
+                "no such consent; record one with POST /v1/consents",
+            ));
+        }
+    };
+    consent
+        .check_for_upload(OffsetDateTime::now_utc())
+        .map_err(|why| invalid(&why.to_string()))?;
+    Ok(consent)
+}
+
+/// What a streamed file came to.
+struct Stored {
+    format: Format,
+    size_bytes: u64,
+    sha256: String,
+}
+
+/// Stream the `file` field into the asset's encrypted original: sniff the first bytes, then
+/// pipe chunks to the store while counting and hashing them.
+async fn store_file(
+    state: &AppState,
+    asset: Uuid,
+    mut field: Field<'_>,
+) -> Result<Stored, ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "file: larger than the limit of {} bytes",
+            state.max_upload_bytes
+        ))
+    };
+    let read_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("file: the upload broke off: {}", e.body_text()))
+        }
+    };
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    let mut pending = Vec::new();
+    while head.len() < SNIFF_LEN {
+        match field.chunk().await.map_err(read_error)? {
+            Some(chunk) => {
+                head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_LEN - head.len())]);
+                pending.push(chunk);
+            }
+            None => break,
+        }
+    }
+    let format = match sniff(&head) {
+        Some(Format::Dicom) => {
+            return Err(ApiError::Unsupported(
+                "file: DICOM is not accepted yet; send JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF"
+                    .into(),
+            ));
+        }
+        Some(format) => format,
+        None => {
+            return Err(ApiError::Unsupported(
+                "file: not a supported image (JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF); \
+                 the format is read from the file's bytes, not its name"
+                    .into(),
+            ));
+        }
+    };
+    let (mut tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let storage = state.storage.clone();
+    let reader = tokio_util::io::StreamReader::new(rx);
+    let upload =
+        tokio::spawn(async move { storage.put_blob(asset, BlobRole::Original, reader).await });
+    let mut hash = Context::new(&SHA256);
+    let mut size: u64 = 0;
+    let mut failure = None;
+    let mut next = pending.into_iter();
+    loop {
+        let chunk = match next.next() {
+            Some(chunk) => chunk,
+            None => match field.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(read_error(e));
+                    break;
+                }
+            },
+        };
+        size += chunk.len() as u64;
+        if size > state.max_upload_bytes {
+            failure = Some(too_large());
+            break;
+        }
+        hash.update(&chunk);
+        if tx.send(Ok(chunk)).await.is_err() {
+            break; // the store side failed; its error comes from `upload` below
+        }
+    }
+    if failure.is_some() {
+        // Make the store side abort its multipart upload rather than finish it.
+        let _ = tx
+            .send(Err(std::io::Error::other("upload abandoned")))
+            .await;
+    }
+    drop(tx);
+    let stored = upload
+        .await
+        .map_err(|e| ApiError::Internal(format!("upload task: {e}")))?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    stored?;
+    Ok(Stored {
+        format,
+        size_bytes: size,
+        sha256: hex::encode(hash.finish()),
+    })
+}
+
+/// An upload that did not complete leaves nothing readable behind.
+async fn discard(state: &AppState, asset: Uuid) {
+    let result: Result<(), StorageError> = async {
+        state.storage.delete_blob(asset, BlobRole::Original).await?;
+        state.storage.shred(asset).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(asset.id = %asset, error = %e, "could not discard an incomplete upload");
+    }
+}
+
+/// Publish the job and wait for the broker's confirm.
+async fn enqueue(state: &AppState, asset: Uuid) -> Result<(), ApiError> {
+    state
+        .queue
+        .publish(&Job::new(asset).to_bytes())
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::warn!(asset.id = %asset, error = %e, "job not confirmed");
+            ApiError::Unavailable(
+                "the job queue did not confirm; retry the upload with the same Idempotency-Key"
+                    .into(),
+            )
+        })
+}
+
+/// Upload an image under a consent.
+#[utoipa::path(post, path = "/v1/assets",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retried upload with the same key makes no second asset")),
+    responses((status = 202, body = Accepted), (status = 413), (status = 415), (status = 422), (status = 409, description = "the same Idempotency-Key is being uploaded now")),
+    security(("api_key" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Uploader])?;
+    let mut asset = Uuid::new_v4();
+    if let Some(key) = headers.get("idempotency-key") {
+        let key = key
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()))
+            .ok_or_else(|| {
+                ApiError::BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters".into())
+            })?;
+        let key_sha256 = hex::encode(digest(&SHA256, key.as_bytes()));
+        let claim = IdempotencyRecord {
+            asset_id: asset,
+            started_at_ms: now_ms(),
+        };
+        let claimed = state
+            .storage
+            .claim_idempotency(&caller.tenant, &key_sha256, &claim)
+            .await?;
+        if let Claim::Existing(earlier) = claimed {
+            let log = AssetLog::load(&state.storage, earlier.asset_id).await?;
+            if log.has("received") {
+                // The first attempt got its asset; make sure its job is queued, answer alike.
+                enqueue(&state, earlier.asset_id).await?;
+                return Ok(accepted(earlier.asset_id));
+            }
+            let lease = u64::try_from(state.idempotency_lease.as_millis()).unwrap_or(u64::MAX);
+            if now_ms() < earlier.started_at_ms.saturating_add(lease) {
+                return Err(ApiError::Conflict(
+                    "an upload with this Idempotency-Key is in progress; retry in a minute".into(),
+                ));
+            }
+            // The first attempt died before recording anything: finish its work.
+            asset = earlier.asset_id;
+        }
+    }
+    let mut consent: Option<Consent> = None;
+    let mut stored: Option<Stored> = None;
+    let outcome: Result<(), ApiError> = async {
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("multipart body: {}", e.body_text())))?
+        {
+            match field.name() {
+                Some("consent_id") if consent.is_none() => {
+                    let text = field
+                        .text()
+                        .await
+                        .map_err(|_| ApiError::BadRequest("consent_id: unreadable".into()))?;
+                    consent = Some(usable_consent(&state, &caller, &text).await?);
+                }
+                Some("file") if stored.is_none() => {
+                    stored = Some(store_file(&state, asset, field).await?);
+                }
+                Some(name @ ("file" | "consent_id")) => {
+                    return Err(ApiError::Invalid(format!("{name}: sent twice; send one")));
+                }
+                _ => {
+                    return Err(ApiError::Invalid(
+                        "unexpected form field; send only file and consent_id".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let (consent, stored) = match (outcome, consent, stored) {
+        (Ok(()), Some(consent), Some(stored)) => (consent, stored),
+        (Err(e), _, _) => {
+            discard(&state, asset).await;
+            return Err(e);
+        }
+        (Ok(()), None, _) => {
+            discard(&state, asset).await;
+            return Err(ApiError::Invalid("consent_id: missing".into()));
+        }
+        (Ok(()), _, None) => return Err(ApiError::Invalid("file: missing".into())),
+    };
+    state
+        .storage
+        .index_asset(&caller.tenant, consent.id, asset)
+        .await?;
+    let mut log = AssetLog::load(&state.storage, asset).await?;
+    if !log.has("received") {
+        let what = EventKind::Received {
+            tenant: caller.tenant.clone(),
+            consent_id: consent.id,
+            format: stored.format.name().into(),
+            size_bytes: stored.size_bytes,
+            sha256: stored.sha256,
+        };
+        log.append(&state.storage, &state.signer, what).await?;
+    }
+    enqueue(&state, asset).await?;
+    tracing::info!(
+        asset.id = %asset,
+        consent.id = %consent.id,
+        format = stored.format.name(),
+        size_bytes = stored.size_bytes,
+        "asset received"
+    );
+    Ok(accepted(asset))
+}
+
+/// A tenant's asset log, or 404.
+async fn owned_log(state: &AppState, caller: &Caller, id: &str) -> Result<AssetLog, ApiError> {
+    let log = AssetLog::load(&state.storage, parse_id(id)?).await?;
+    let arrival = log.arrival().ok_or(ApiError::NotFound)?;
+    caller.owns(&arrival.tenant)?;
+    Ok(log)
+}
+
+/// An asset's state, decision and the names of the metadata removed.
+#[utoipa::path(get, path = "/v1/assets/{id}", responses((status = 200, body = Summary), (status = 404)),
+    security(("api_key" = [])))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Summary>, ApiError> {
+    caller.require(READERS)?;
+    Ok(Json(owned_log(&state, &caller, &id).await?.summary()))
+}
+
+/// The asset's signed event log as W3C PROV JSON.
+#[utoipa::path(get, path = "/v1/assets/{id}/provenance", responses((status = 200, description = "PROV-JSON"), (status = 404)),
+    security(("api_key" = [])))]
+pub async fn provenance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    let log = owned_log(&state, &caller, &id).await?;
+    Ok(Json(provenance::to_prov(log.asset, &log.events)))
+}
+
+fn awaiting_review(log: &AssetLog) -> bool {
+    log.state() == Some(AssetState::Held)
+        && matches!(log.last_of("verdict"), Some(EventKind::Verdict { decision, .. }) if decision == "hold")
+        && !log.has("reviewed")
+}
+
+/// The tenant's assets held for review.
+#[utoipa::path(get, path = "/v1/review", responses((status = 200, body = [Summary])),
+    security(("api_key" = [])))]
+pub async fn review_queue(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Summary>>, ApiError> {
+    caller.require(&[Role::Reviewer])?;
+    let mut held = Vec::new();
+    for asset in state.storage.tenant_assets(&caller.tenant).await? {
+        let log = AssetLog::load(&state.storage, asset).await?;
+        if awaiting_review(&log) {
+            held.push(log.summary());
+        }
+    }
+    Ok(Json(held))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    Approve,
+    Reject,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    pub decision: ReviewDecision,
+}
+
+/// Approve (publish, if the consent still allows) or reject a held asset.
+#[utoipa::path(post, path = "/v1/assets/{id}/review", request_body = Review,
+    responses((status = 200, body = Summary), (status = 409, description = "not held for review, or the consent no longer allows publication")),
+    security(("api_key" = [])))]
+pub async fn review(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Summary>, ApiError> {
+    caller.require(&[Role::Reviewer])?;
+    let review: Review = parse_json(&body)?;
+    let mut log = owned_log(&state, &caller, &id).await?;
+    if !awaiting_review(&log) {
+        let state_name = log
+            .state()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(ApiError::Conflict(format!(
+            "the asset is {state_name}, not held for review"
+        )));
+    }
+    let consent = match log.arrival() {
+        Some(arrival) => state.storage.consent(arrival.consent_id).await?,
+        None => None,
+    }
+    .ok_or_else(|| ApiError::Internal("asset without its consent record".into()))?;
+    let decision = match review.decision {
+        ReviewDecision::Approve => "approve",
+        ReviewDecision::Reject => "reject",
+    };
+    let what = EventKind::Reviewed {
+        decision: decision.into(),
+        by_key: caller.key_id.clone(),
+    };
+    let changed = || ApiError::Conflict("the asset changed meanwhile; reload it".into());
+    if log.append(&state.storage, &state.signer, what).await? == Appended::LostRace {
+        return Err(changed());
+    }
+    if matches!(review.decision, ReviewDecision::Approve) {
+        let now = OffsetDateTime::now_utc();
+        match log
+            .publish(&state.storage, &state.signer, &consent, now)
+            .await?
+        {
+            Published::Now | Published::Already => {}
+            Published::Refused(why) => {
+                return Err(ApiError::Conflict(format!("not published: {why}")));
+            }
+            Published::LostRace => return Err(changed()),
+        }
+    }
+    announce(&state, &log).await;
+    tracing::info!(asset.id = %log.asset, decision, "review recorded");
+    Ok(Json(log.summary()))
+}
+
+/// Tell listeners where the asset now is; a failure is logged, not fatal (the event is
+/// durable, and listeners can poll the status).
+pub(crate) async fn announce(state: &AppState, log: &AssetLog) {
+    let Some(note) = log.notification() else {
+        return;
+    };
+    if let Err(e) = state.notifier.notify(&note).await {
+        tracing::warn!(asset.id = %log.asset, error = %e, "notification not sent");
+    }
+}
+
+/// How long an unfinished upload holds its Idempotency-Key before a retry may take over.
+pub fn default_idempotency_lease(request_timeout: Duration) -> Duration {
+    request_timeout * 2
+}

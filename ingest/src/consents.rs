@@ -1,0 +1,150 @@
+//! `/v1/consents`: record a consent, read it back, withdraw it. Withdrawal cascades at once:
+//! each asset under the consent gets a `withdrawn` event, its derivative is deleted and its
+//! data key shredded, so `/media` stops serving it before this call returns.
+
+use asepsis_common::apikey::Role;
+use asepsis_common::consent::{Consent, Terms};
+use asepsis_common::envelope::Role as BlobRole;
+use asepsis_common::provenance::{AssetState, EventKind};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+const WRITERS: &[Role] = &[Role::Uploader, Role::PrivacyOfficer];
+
+#[derive(Serialize, ToSchema)]
+pub struct Created {
+    pub id: Uuid,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Withdrawal {
+    pub id: Uuid,
+    /// RFC 3339.
+    pub withdrawn_at: String,
+    /// Assets that were withdrawn (unpublished, purged, shredded) by this call.
+    pub assets_withdrawn: usize,
+}
+
+/// Parse a JSON body, naming the field that is wrong.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(format!("body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::Invalid(inner.to_string())
+        } else {
+            ApiError::Invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound)
+}
+
+/// Record a consent.
+#[utoipa::path(post, path = "/v1/consents", request_body = Terms,
+    responses((status = 201, body = Created), (status = 422, description = "a field is wrong; the message names it")),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    caller.require(WRITERS)?;
+    let terms: Terms = parse_json(&body)?;
+    let now = OffsetDateTime::now_utc();
+    terms
+        .validate(now)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let consent = Consent {
+        id: Uuid::new_v4(),
+        tenant: caller.tenant,
+        recorded_at: now,
+        withdrawn_at: None,
+        terms,
+    };
+    state.storage.put_consent(&consent).await?;
+    tracing::info!(consent.id = %consent.id, "consent recorded");
+    Ok((StatusCode::CREATED, Json(Created { id: consent.id })))
+}
+
+/// A tenant's consent, or 404.
+pub(crate) async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<Consent, ApiError> {
+    let consent = state.storage.consent(id).await?.ok_or(ApiError::NotFound)?;
+    caller.owns(&consent.tenant)?;
+    Ok(consent)
+}
+
+/// Read a consent record.
+#[utoipa::path(get, path = "/v1/consents/{id}", responses((status = 200, description = "the consent record"), (status = 404)),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Consent>, ApiError> {
+    caller.require(WRITERS)?;
+    Ok(Json(load(&state, &caller, parse_id(&id)?).await?))
+}
+
+/// Withdraw a consent: its assets are unpublished, purged and shredded at once.
+#[utoipa::path(post, path = "/v1/consents/{id}/withdraw", responses((status = 200, body = Withdrawal), (status = 404)),
+    security(("api_key" = [])))]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Withdrawal>, ApiError> {
+    caller.require(WRITERS)?;
+    let mut consent = load(&state, &caller, parse_id(&id)?).await?;
+    let withdrawn_at = *consent
+        .withdrawn_at
+        .get_or_insert_with(OffsetDateTime::now_utc);
+    // First the record: from here on /media refuses every asset under it.
+    state.storage.put_consent(&consent).await?;
+    let mut withdrawn = 0;
+    for asset in state.storage.consent_assets(consent.id).await? {
+        let events = state.storage.events(asset).await?;
+        let done = matches!(
+            asepsis_common::provenance::fold(&events),
+            Some(AssetState::Withdrawn | AssetState::Erased) | None
+        );
+        if !done {
+            let what = EventKind::Withdrawn {
+                consent_id: consent.id,
+            };
+            state
+                .storage
+                .append_event(asset, &state.signer, what)
+                .await?;
+            withdrawn += 1;
+        }
+        state
+            .storage
+            .delete_blob(asset, BlobRole::Derivative)
+            .await?;
+        state.storage.shred(asset).await?;
+    }
+    tracing::info!(consent.id = %consent.id, assets = withdrawn, "consent withdrawn");
+    Ok(Json(Withdrawal {
+        id: consent.id,
+        withdrawn_at: withdrawn_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        assets_withdrawn: withdrawn,
+    }))
+}
