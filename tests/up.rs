@@ -129,7 +129,10 @@ fn keys_create_prints_only_the_key_on_stdout() {
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.strip_suffix('\n').unwrap();
-    assert!(key.starts_with("asp_") && !key.contains(char::is_whitespace), "{stdout:?}");
+    assert!(
+        key.starts_with("asp_") && !key.contains(char::is_whitespace),
+        "{stdout:?}"
+    );
     let bad_role = Command::new(env!("CARGO_BIN_EXE_asepsis"))
         .args(["keys", "create", "--tenant", "t", "--role", "admin"])
         .output()

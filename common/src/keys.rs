@@ -165,8 +165,21 @@ impl LocalKeyring {
                 versions: BTreeMap::from([(1, hex::encode(random_key()?))]),
                 rotating: false,
             };
-            write_atomically(path, &file)?;
-            file
+            let json = serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Keyring {
+                path: path.display().to_string(),
+                problem: e.to_string(),
+            })?;
+            // Two processes starting on a new data dir: one keyring wins, both use it.
+            match create_once(path, &json) {
+                Ok(true) => file,
+                Ok(false) => Self::read(path)?,
+                Err(e) => {
+                    return Err(KeyError::Keyring {
+                        path: path.display().to_string(),
+                        problem: e.to_string(),
+                    });
+                }
+            }
         };
         Ok(Self {
             path: path.to_owned(),
@@ -340,6 +353,32 @@ fn random_key() -> Result<[u8; 32], KeyError> {
 
 /// Write `file` to `path` via a 0600 temp file and a rename, so a crash never leaves half a
 /// keyring and the key is never readable by others.
+/// Create `path` (mode 0600) holding `bytes`, complete or not at all, unless it exists:
+/// `Ok(false)` then, and the file is left as it is. Safe when processes race to create it.
+///
+/// # Errors
+/// I/O failures.
+pub fn create_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", uuid::Uuid::new_v4().simple()));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp)?;
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn write_atomically(path: &Path, file: &KeyringFile) -> Result<(), KeyError> {
     let err = |e: std::io::Error| KeyError::Keyring {
         path: path.display().to_string(),
@@ -348,7 +387,7 @@ fn write_atomically(path: &Path, file: &KeyringFile) -> Result<(), KeyError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp.{}", uuid::Uuid::new_v4().simple()));
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -366,6 +405,27 @@ fn write_atomically(path: &Path, file: &KeyringFile) -> Result<(), KeyError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn processes_racing_to_create_a_keyring_all_use_the_same_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/keyring.json");
+        let rings: Vec<LocalKeyring> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| LocalKeyring::open_or_create(&path).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let asset = Uuid::new_v4();
+        let wrapped = rings[0].wrap(asset, &DataKey::generate().unwrap()).unwrap();
+        for ring in &rings {
+            ring.unwrap(asset, &wrapped).unwrap();
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .collect();
+        assert_eq!(left.len(), 1, "no temp files left behind");
+    }
 
     #[test]
     fn keyring_is_private_and_wraps_per_asset() {

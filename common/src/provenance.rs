@@ -10,8 +10,6 @@
 //! `storage`'s business; this module is pure.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ring::digest::{SHA256, digest};
@@ -162,19 +160,12 @@ impl Signer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                     .map_err(|_| err("random number generator failed".into()))?;
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                // Processes racing on a new data dir: one key wins, every one uses it.
+                match crate::keys::create_once(path, doc.as_ref()) {
+                    Ok(true) => doc.as_ref().to_vec(),
+                    Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string()))?,
+                    Err(e) => return Err(err(e.to_string())),
                 }
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|e| err(e.to_string()))?;
-                file.write_all(doc.as_ref())
-                    .map_err(|e| err(e.to_string()))?;
-                file.sync_all().map_err(|e| err(e.to_string()))?;
-                doc.as_ref().to_vec()
             }
             Err(e) => return Err(err(e.to_string())),
         };
