@@ -90,6 +90,21 @@ async fn usable_consent(
     Ok(consent)
 }
 
+fn too_large(state: &AppState) -> ApiError {
+    ApiError::TooLarge(format!(
+        "file: larger than the limit of {} bytes",
+        state.max_upload_bytes
+    ))
+}
+
+fn multipart_error(state: &AppState, e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(state)
+    } else {
+        ApiError::BadRequest(format!("multipart body: {}", e.body_text()))
+    }
+}
+
 /// What a streamed file came to.
 struct Stored {
     format: Format,
@@ -104,19 +119,8 @@ async fn store_file(
     asset: Uuid,
     mut field: Field<'_>,
 ) -> Result<Stored, ApiError> {
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "file: larger than the limit of {} bytes",
-            state.max_upload_bytes
-        ))
-    };
-    let read_error = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::BadRequest(format!("file: the upload broke off: {}", e.body_text()))
-        }
-    };
+    let too_large = || too_large(state);
+    let read_error = |e| multipart_error(state, e);
     let mut head = Vec::with_capacity(SNIFF_LEN);
     let mut pending = Vec::new();
     while head.len() < SNIFF_LEN {
@@ -278,7 +282,7 @@ pub async fn upload(
         while let Some(field) = form
             .next_field()
             .await
-            .map_err(|e| ApiError::BadRequest(format!("multipart body: {}", e.body_text())))?
+            .map_err(|e| multipart_error(&state, e))?
         {
             match field.name() {
                 Some("consent_id") if consent.is_none() => {
