@@ -400,7 +400,11 @@ mod tests {
             assert!(body.contains(message), "{body}");
         }
         let blobs = std::fs::read_dir(dir.path().join("blobs"))
-            .map(|d| d.flatten().filter(|e| e.path().join("original").exists()).count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().join("original").exists())
+                    .count()
+            })
             .unwrap_or(0);
         assert_eq!(blobs, 0, "refused uploads leave no original behind");
         assert_eq!(state.queue.stats().await.unwrap().ready, 0);
