@@ -362,7 +362,8 @@ mod tests {
         let expired = consent(&state, true).await.to_string();
 
         let too_big = [PNG, &vec![0u8; 2 << 20]].concat();
-        let cases: Vec<(Vec<(&str, &[u8])>, StatusCode, &str)> = vec![
+        type Parts<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(Parts, StatusCode, &str)> = vec![
             (
                 vec![("consent_id", live.as_bytes()), ("file", &too_big)],
                 StatusCode::PAYLOAD_TOO_LARGE,
