@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use asepsis_common::apikey::{self, Role};
-use asepsis_common::faces::Unavailable;
+use asepsis_common::faces;
 use asepsis_common::keys::LocalKeyring;
 use asepsis_common::notify::{self, Notifier};
 use asepsis_common::provenance::{self, Signer, TrustedKeys};
@@ -76,10 +76,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
-    /// Face-scan files offline (not in this build).
+    /// Face-scan files offline: per file the faces found (box, score) and the verdict
+    /// (identifiable, uncertain, none, or not_scanned with the reason).
     Scan {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// One JSON object per file, one per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Batch import (not in this build).
     Import {
@@ -156,7 +160,6 @@ enum Ctl {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Scan { .. } => return not_built("scan"),
         Command::Import { .. } => return not_built("import"),
         _ => {}
     }
@@ -234,8 +237,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Scan { files, json } => {
+            let faces = settings.faces.clone();
+            tokio::task::spawn_blocking(move || scan(faces, &files, json)).await?
+        }
         _ => Ok(ExitCode::from(NOT_BUILT)),
     }
+}
+
+/// `asepsis scan`: exit 0 when every file was scanned (whatever it found).
+fn scan(
+    settings: asepsis_config::Faces,
+    files: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use asepsis_common::faces::Verdict;
+    let detector = faces::load_or_unavailable(settings);
+    if let Err(why) = detector.ready() {
+        eprintln!("asepsis scan: {why}");
+    }
+    let mut all_scanned = true;
+    for file in files {
+        let result = match std::fs::read(file) {
+            Ok(bytes) => detector.scan(&bytes),
+            Err(e) => faces::Scan::not_scanned(format!("cannot read: {e}")),
+        };
+        all_scanned &= result.verdict != Verdict::NotScanned;
+        if json {
+            let line = serde_json::json!({
+                "file": file, "verdict": result.verdict, "faces": result.faces,
+                "reason": result.reason, "model_sha256": result.model_sha256,
+            });
+            println!("{line}");
+        } else {
+            let why = result.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            println!("{}: {}{why}", file.display(), result.verdict.as_str());
+            for f in &result.faces {
+                println!(
+                    "  face x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}",
+                    f.x, f.y, f.width, f.height, f.score
+                );
+            }
+        }
+    }
+    Ok(if all_scanned {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn apply(settings: &mut Settings, local: &Local) {
@@ -344,7 +393,13 @@ async fn serve(settings: Settings, http: bool, worker: bool) -> anyhow::Result<E
     let keys = local_keys(&settings)?;
     let storage = open_storage(&settings, &keys)?;
     let signer = Arc::new(keys.signer);
-    let detector = Arc::new(Unavailable("no face model in this build".into()));
+    let detector = faces::load_or_unavailable(settings.faces.clone());
+    match detector.ready() {
+        Ok(()) => tracing::info!("face detector loaded"),
+        Err(why) => {
+            tracing::warn!(%why, "face detector unavailable: every image will be held for review")
+        }
+    }
     let jobs = Arc::new(AssetJobs {
         storage: storage.clone(),
         signer: signer.clone(),

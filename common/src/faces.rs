@@ -1,9 +1,24 @@
-//! Face scanning, as the pipeline sees it: a [`Detector`] looks at an image and says whether
-//! it could show a person's face. This build has no face model, so [`Unavailable`] answers
-//! `not_scanned` with its reason: never a fake "no face". Results carry boxes and scores,
-//! never pixels; callers log counts only.
+//! Face scanning: does an image show a person's face? And hiding the faces it found.
+//!
+//! [`YuNet`] runs the YuNet detector (OpenCV Zoo `face_detection_yunet_2023mar.onnx`, fixed
+//! 1×3×640×640 input) in pure Rust with tract. Its file is pinned by SHA-256, checked at load,
+//! and the plan is built once. A scan decodes the image under limits, turns it upright by its
+//! EXIF Orientation, letterboxes the whole image into the network (so a close-up that fills
+//! the frame is seen), and for large images also looks at 640×640 tiles of a 2× larger copy
+//! (so small faces in a group are seen); detections are merged by non-maximum suppression.
+//! An image that cannot be decoded, or a missing or wrong model, is `not_scanned` with a
+//! reason, never `none`.
+//!
+//! [`redact`] pixelates or blurs each face box (grown by a margin) on decoded pixels and
+//! re-encodes: the one place pixels change. Results carry boxes and scores, never pixels;
+//! nothing here logs.
 
+use std::io::Cursor;
+
+use image::{DynamicImage, GenericImageView, ImageDecoder, ImageReader, RgbImage};
+use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
+use tract_onnx::prelude::*;
 
 /// Whether an image could identify a person by their face.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +45,7 @@ impl Verdict {
     }
 }
 
-/// One face found: its box in image pixels (upright) and the detector's score.
+/// One face found: its box in upright image pixels and the detector's score.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Face {
     pub x: f32,
@@ -43,6 +58,7 @@ pub struct Face {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scan {
     pub verdict: Verdict,
+    /// Faces at or above the low threshold, best first.
     pub faces: Vec<Face>,
     /// SHA-256 of the model that looked; empty when none did.
     pub model_sha256: String,
@@ -70,9 +86,15 @@ pub trait Detector: Send + Sync {
     /// # Errors
     /// The reason the detector cannot work.
     fn ready(&self) -> Result<(), String>;
+
+    /// Hide every face found, re-encoded in the input's format; also the faces hidden.
+    ///
+    /// # Errors
+    /// Why it could not (no model, an image it cannot decode or encode).
+    fn redact(&self, image: &[u8]) -> Result<(Vec<u8>, Vec<Face>), String>;
 }
 
-/// The detector of a build or deployment without a face model.
+/// The detector when no model could be loaded: every image is `not_scanned`, with the reason.
 pub struct Unavailable(pub String);
 
 impl Detector for Unavailable {
@@ -83,4 +105,424 @@ impl Detector for Unavailable {
     fn ready(&self) -> Result<(), String> {
         Err(self.0.clone())
     }
+
+    fn redact(&self, _image: &[u8]) -> Result<(Vec<u8>, Vec<Face>), String> {
+        Err(self.0.clone())
+    }
+}
+
+/// Detector settings (`[faces]` in the configuration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Path of `face_detection_yunet_2023mar.onnx`.
+    pub model_path: std::path::PathBuf,
+    /// Its pinned SHA-256 (hex).
+    pub model_sha256: String,
+    /// A face scoring at least this makes the image `identifiable`.
+    pub high_threshold: f32,
+    /// A face scoring at least this (and below `high`) makes it `uncertain`.
+    pub low_threshold: f32,
+    /// Images whose longer side exceeds this are also scanned in tiles at 2× the letterbox
+    /// resolution (0: never).
+    pub tile_above_px: u32,
+    /// Decoding limits.
+    pub max_pixels: u64,
+    pub max_decode_bytes: u64,
+    pub redaction: Redaction,
+    /// Each face box is grown by this fraction of its size on every side before redaction.
+    pub redaction_margin: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redaction {
+    Pixelate,
+    Blur,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FaceError {
+    #[error("face model {path}: {problem}")]
+    Model { path: String, problem: String },
+    #[error("cannot decode the image: {0}")]
+    Decode(String),
+    #[error("the image is larger than the decode limit ({0})")]
+    TooLarge(&'static str),
+    #[error("cannot re-encode the redacted image: {0}")]
+    Encode(String),
+    #[error("the detector failed: {0}")]
+    Inference(String),
+}
+
+const SIDE: usize = 640;
+const STRIDES: [usize; 3] = [8, 16, 32];
+const NMS_IOU: f32 = 0.3;
+const TILE_OVERLAP: usize = 96;
+
+type Plan = TypedRunnableModel;
+
+/// YuNet, loaded once and shared.
+pub struct YuNet {
+    plan: std::sync::Arc<Plan>,
+    /// For each stride: indexes of the cls, obj and bbox outputs.
+    outputs: [[usize; 3]; 3],
+    sha256: String,
+    settings: Settings,
+}
+
+impl YuNet {
+    /// Load and check the model, and build its plan.
+    ///
+    /// # Errors
+    /// [`FaceError::Model`] when the file is missing, its hash is not the pinned one, or it
+    /// is not the YuNet graph expected.
+    pub fn load(settings: Settings) -> Result<Self, FaceError> {
+        let path = settings.model_path.clone();
+        let err = |problem: String| FaceError::Model {
+            path: path.display().to_string(),
+            problem,
+        };
+        let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
+        let sha256 = hex::encode(digest(&SHA256, &bytes));
+        if !sha256.eq_ignore_ascii_case(settings.model_sha256.trim()) {
+            return Err(err(format!(
+                "SHA-256 is {sha256}, not the pinned {}",
+                settings.model_sha256
+            )));
+        }
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(&bytes))
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, SIDE, SIDE]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| err(format!("not a loadable ONNX model: {e}")))?;
+        let model = plan.model();
+        let label = |i: usize| {
+            model
+                .outputs
+                .get(i)
+                .and_then(|o| model.outlet_label(*o))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let labels: Vec<String> = (0..model.outputs.len()).map(label).collect();
+        let find = |name: String| {
+            labels
+                .iter()
+                .position(|l| *l == name)
+                .ok_or_else(|| err(format!("output {name} missing: not YuNet")))
+        };
+        let mut outputs = [[0; 3]; 3];
+        for (i, stride) in STRIDES.iter().enumerate() {
+            outputs[i] = [
+                find(format!("cls_{stride}"))?,
+                find(format!("obj_{stride}"))?,
+                find(format!("bbox_{stride}"))?,
+            ];
+        }
+        Ok(Self {
+            plan,
+            outputs,
+            sha256,
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Run the network on one 640×640 BGR canvas; faces in canvas pixels at or above `min`.
+    fn detect(&self, canvas: &RgbImage, min: f32) -> Result<Vec<Face>, FaceError> {
+        let mut input = vec![0f32; 3 * SIDE * SIDE];
+        for (x, y, p) in canvas.enumerate_pixels() {
+            let at = y as usize * SIDE + x as usize;
+            // BGR planes, raw 0-255.
+            input[at] = f32::from(p[2]);
+            input[SIDE * SIDE + at] = f32::from(p[1]);
+            input[2 * SIDE * SIDE + at] = f32::from(p[0]);
+        }
+        let fail = |e: TractError| FaceError::Inference(e.to_string());
+        let tensor = Tensor::from_shape(&[1, 3, SIDE, SIDE], &input).map_err(fail)?;
+        let out = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
+        let mut faces = Vec::new();
+        for (i, stride) in STRIDES.iter().enumerate() {
+            let read = |k: usize| -> Result<Vec<f32>, FaceError> {
+                let t = out
+                    .get(self.outputs[i][k])
+                    .ok_or_else(|| FaceError::Inference("output missing".into()))?;
+                let view = t.try_as_plain_ram().map_err(fail)?;
+                Ok(view.as_slice::<f32>().map_err(fail)?.to_vec())
+            };
+            let (cls, obj, bbox) = (read(0)?, read(1)?, read(2)?);
+            let cols = SIDE / stride;
+            let s = *stride as f32;
+            for (cell, (c, o)) in cls.iter().zip(&obj).enumerate() {
+                let score = (c.clamp(0.0, 1.0) * o.clamp(0.0, 1.0)).sqrt();
+                if score < min {
+                    continue;
+                }
+                let Some(b) = bbox.get(cell * 4..cell * 4 + 4) else {
+                    continue;
+                };
+                let (col, row) = ((cell % cols) as f32, (cell / cols) as f32);
+                let (cx, cy) = ((col + b[0]) * s, (row + b[1]) * s);
+                let (w, h) = (b[2].exp() * s, b[3].exp() * s);
+                faces.push(Face {
+                    x: cx - w / 2.0,
+                    y: cy - h / 2.0,
+                    width: w,
+                    height: h,
+                    score,
+                });
+            }
+        }
+        Ok(faces)
+    }
+
+    /// Every face at or above `min` in an upright image, in its pixels.
+    pub fn faces_in(&self, image: &DynamicImage, min: f32) -> Result<Vec<Face>, FaceError> {
+        let (w, h) = image.dimensions();
+        let longer = w.max(h).max(1);
+        let mut faces = Vec::new();
+        // The whole image, letterboxed.
+        let scale = SIDE as f32 / longer as f32;
+        let small = resized(image, scale);
+        let mut canvas = RgbImage::new(SIDE as u32, SIDE as u32);
+        image::imageops::replace(&mut canvas, &small, 0, 0);
+        for f in self.detect(&canvas, min)? {
+            faces.push(unscale(f, scale, 0.0, 0.0));
+        }
+        // Tiles of a 2x larger copy, for small faces in large images.
+        let tile_above = self.settings.tile_above_px;
+        if tile_above > 0 && longer > tile_above {
+            let scale = (2.0 * SIDE as f32 / longer as f32).min(1.0);
+            let big = resized(image, scale);
+            for (tx, ty) in tiles(big.width() as usize, big.height() as usize) {
+                let view = image::imageops::crop_imm(&big, tx, ty, SIDE as u32, SIDE as u32);
+                let mut canvas = RgbImage::new(SIDE as u32, SIDE as u32);
+                image::imageops::replace(&mut canvas, &view.to_image(), 0, 0);
+                for f in self.detect(&canvas, min)? {
+                    faces.push(unscale(f, scale, tx as f32, ty as f32));
+                }
+            }
+        }
+        Ok(nms(faces))
+    }
+
+    fn verdict(&self, faces: &[Face]) -> Verdict {
+        let best = faces.iter().map(|f| f.score).fold(0.0, f32::max);
+        if best >= self.settings.high_threshold {
+            Verdict::Identifiable
+        } else if best >= self.settings.low_threshold {
+            Verdict::Uncertain
+        } else {
+            Verdict::None
+        }
+    }
+
+    fn try_scan(&self, bytes: &[u8]) -> Result<Scan, FaceError> {
+        let image = decode_upright(bytes, &self.settings)?;
+        let faces = self.faces_in(&image, self.settings.low_threshold)?;
+        Ok(Scan {
+            verdict: self.verdict(&faces),
+            faces,
+            model_sha256: self.sha256.clone(),
+            reason: None,
+        })
+    }
+
+    /// Redact every face found at the low threshold, re-encode in the input's format, and
+    /// say what was hidden. The caller strips and re-scans the output.
+    ///
+    /// # Errors
+    /// [`FaceError`] when the image cannot be decoded or re-encoded.
+    pub fn redact_faces(&self, bytes: &[u8]) -> Result<(Vec<u8>, Vec<Face>), FaceError> {
+        let mut image = decode_upright(bytes, &self.settings)?;
+        let faces = self.faces_in(&image, self.settings.low_threshold)?;
+        let margin = self.settings.redaction_margin;
+        for face in &faces {
+            hide(&mut image, face, margin, self.settings.redaction);
+        }
+        Ok((encode_like(bytes, &image)?, faces))
+    }
+}
+
+impl Detector for YuNet {
+    fn scan(&self, image: &[u8]) -> Scan {
+        self.try_scan(image)
+            .unwrap_or_else(|e| Scan::not_scanned(e.to_string()))
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn redact(&self, image: &[u8]) -> Result<(Vec<u8>, Vec<Face>), String> {
+        self.redact_faces(image).map_err(|e| e.to_string())
+    }
+}
+
+/// The configured detector, or [`Unavailable`] with the reason it could not be loaded.
+pub fn load_or_unavailable(settings: Settings) -> std::sync::Arc<dyn Detector> {
+    match YuNet::load(settings) {
+        Ok(yunet) => std::sync::Arc::new(yunet),
+        Err(e) => std::sync::Arc::new(Unavailable(e.to_string())),
+    }
+}
+
+fn resized(image: &DynamicImage, scale: f32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let nw = ((w as f32 * scale).round() as u32).max(1);
+    let nh = ((h as f32 * scale).round() as u32).max(1);
+    let rgb = image.to_rgb8();
+    if (nw, nh) == (w, h) {
+        rgb
+    } else if scale < 1.0 {
+        image::imageops::thumbnail(&rgb, nw, nh)
+    } else {
+        image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle)
+    }
+}
+
+/// Top-left corners of 640×640 tiles covering a `w`×`h` image with some overlap.
+fn tiles(w: usize, h: usize) -> Vec<(u32, u32)> {
+    let starts = |len: usize| -> Vec<u32> {
+        if len <= SIDE {
+            return vec![0];
+        }
+        let n = (len - TILE_OVERLAP).div_ceil(SIDE - TILE_OVERLAP);
+        let last = len - SIDE;
+        (0..n).map(|i| (i * last / (n - 1).max(1)) as u32).collect()
+    };
+    let (xs, ys) = (starts(w), starts(h));
+    ys.iter()
+        .flat_map(|y| xs.iter().map(move |x| (*x, *y)))
+        .collect()
+}
+
+fn unscale(f: Face, scale: f32, dx: f32, dy: f32) -> Face {
+    Face {
+        x: (f.x + dx) / scale,
+        y: (f.y + dy) / scale,
+        width: f.width / scale,
+        height: f.height / scale,
+        score: f.score,
+    }
+}
+
+fn iou(a: &Face, b: &Face) -> f32 {
+    let x1 = a.x.max(b.x);
+    let y1 = a.y.max(b.y);
+    let x2 = (a.x + a.width).min(b.x + b.width);
+    let y2 = (a.y + a.height).min(b.y + b.height);
+    let inter = (x2 - x1).max(0.0) * (y2 - y1).max(0.0);
+    let union = a.width * a.height + b.width * b.height - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Greedy non-maximum suppression at IoU 0.3, best first.
+fn nms(mut faces: Vec<Face>) -> Vec<Face> {
+    faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Face> = Vec::new();
+    for f in faces {
+        if kept.iter().all(|k| iou(k, &f) < NMS_IOU) {
+            kept.push(f);
+        }
+    }
+    kept
+}
+
+/// Decode under the limits and turn upright by the EXIF Orientation.
+///
+/// # Errors
+/// [`FaceError::Decode`] for formats without a decoder here (HEIF, AVIF) and broken files;
+/// [`FaceError::TooLarge`] over a limit.
+pub fn decode_upright(bytes: &[u8], settings: &Settings) -> Result<DynamicImage, FaceError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| FaceError::Decode(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(FaceError::Decode(
+            "no decoder for this format in this build (HEIF and AVIF are not decoded yet)".into(),
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(settings.max_decode_bytes);
+    let side = u32::try_from(settings.max_pixels.min(u64::from(u32::MAX))).unwrap_or(u32::MAX);
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    let mut reader = reader;
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| FaceError::Decode(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > settings.max_pixels {
+        return Err(FaceError::TooLarge("max_pixels"));
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(_) => FaceError::TooLarge("max_decode_bytes"),
+        other => FaceError::Decode(other.to_string()),
+    })?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Hide one face: the box grown by `margin`, pixelated to 8 blocks across or blurred.
+fn hide(image: &mut DynamicImage, face: &Face, margin: f32, how: Redaction) {
+    let (w, h) = image.dimensions();
+    let grow_x = face.width * margin;
+    let grow_y = face.height * margin;
+    let clamp = |v: f32, max: u32| (v.max(0.0) as u32).min(max);
+    let x0 = clamp(face.x - grow_x, w);
+    let y0 = clamp(face.y - grow_y, h);
+    let x1 = clamp(face.x + face.width + grow_x, w);
+    let y1 = clamp(face.y + face.height + grow_y, h);
+    if x1 <= x0 || y1 <= y0 {
+        return;
+    }
+    let region = image.crop_imm(x0, y0, x1 - x0, y1 - y0);
+    let (rw, rh) = region.dimensions();
+    let hidden = match how {
+        Redaction::Pixelate => {
+            let block = (rw.max(rh) / 8).max(1);
+            let small = region.resize_exact(
+                rw.div_ceil(block),
+                rh.div_ceil(block),
+                image::imageops::FilterType::Triangle,
+            );
+            small.resize_exact(rw, rh, image::imageops::FilterType::Nearest)
+        }
+        Redaction::Blur => region.blur((rw.max(rh) as f32 / 6.0).max(8.0)),
+    };
+    image::imageops::replace(image, &hidden, i64::from(x0), i64::from(y0));
+}
+
+/// Encode `image` in the format of `original`: JPEG stays JPEG (quality 92), PNG stays PNG,
+/// WebP becomes lossless WebP, TIFF stays TIFF.
+fn encode_like(original: &[u8], image: &DynamicImage) -> Result<Vec<u8>, FaceError> {
+    let format = image::guess_format(original).map_err(|e| FaceError::Encode(e.to_string()))?;
+    let mut out = Cursor::new(Vec::new());
+    let fail = |e: image::ImageError| FaceError::Encode(e.to_string());
+    match format {
+        image::ImageFormat::Jpeg => {
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
+            image.to_rgb8().write_with_encoder(encoder).map_err(fail)?;
+        }
+        image::ImageFormat::Png | image::ImageFormat::WebP | image::ImageFormat::Tiff => {
+            image.write_to(&mut out, format).map_err(fail)?;
+        }
+        other => {
+            return Err(FaceError::Encode(format!(
+                "{other:?} is not re-encoded here"
+            )));
+        }
+    }
+    Ok(out.into_inner())
 }

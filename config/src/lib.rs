@@ -42,9 +42,11 @@ pub struct Settings {
     pub worker: Worker,
     pub store: Store,
     pub strip: Strip,
+    pub faces: Faces,
 }
 
 /// Bounds on what one uploaded file may make the parsers do.
+pub use asepsis_common::faces::Settings as Faces;
 pub use asepsis_common::media::Limits as Strip;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +181,19 @@ impl Settings {
         }
         if self.strip.max_input_bytes == 0 || self.strip.max_pixels == 0 {
             return invalid("strip.max_input_bytes", "limits must be more than 0");
+        }
+        let f = &self.faces;
+        if !(0.0..=1.0).contains(&f.low_threshold)
+            || !(0.0..=1.0).contains(&f.high_threshold)
+            || f.low_threshold > f.high_threshold
+        {
+            return invalid(
+                "faces.low_threshold",
+                "thresholds are scores in 0..=1, low <= high",
+            );
+        }
+        if !(0.0..=2.0).contains(&f.redaction_margin) {
+            return invalid("faces.redaction_margin", "must be in 0..=2");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
