@@ -159,9 +159,8 @@ enum Ctl {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Import { .. } => return not_built("import"),
-        _ => {}
+    if let Command::Import { .. } = cli.command {
+        return not_built("import");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -258,15 +257,17 @@ fn scan(
     }
     let mut all_scanned = true;
     for file in files {
+        let started = std::time::Instant::now();
         let result = match std::fs::read(file) {
             Ok(bytes) => detector.scan(&bytes),
             Err(e) => faces::Scan::not_scanned(format!("cannot read: {e}")),
         };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
         all_scanned &= result.verdict != Verdict::NotScanned;
         if json {
             let line = serde_json::json!({
                 "file": file, "verdict": result.verdict, "faces": result.faces,
-                "reason": result.reason, "model_sha256": result.model_sha256,
+                "reason": result.reason, "model_sha256": result.model_sha256, "ms": ms,
             });
             println!("{line}");
         } else {

@@ -159,7 +159,20 @@ impl Deployment {
         let queue = format!("asepsis.e2e.{id}");
         let bucket = format!("asepsis-e2e-{id}");
         let retry = format!("[{}, {}]", RETRY_DELAYS_MS[0], RETRY_DELAYS_MS[1]);
-        let mut env = vec![("ASEPSIS__QUEUE__RETRY_DELAYS_MS".to_owned(), retry)];
+        // `up` runs with the face model; the separate worker without one (every image is
+        // then `not_scanned`, which the policy holds for review).
+        let model = match kind {
+            Kind::Embedded => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/models/face_detection_yunet_2023mar.onnx"),
+            Kind::RabbitS3 => data.path().join("no-model.onnx"),
+        };
+        let mut env = vec![
+            ("ASEPSIS__QUEUE__RETRY_DELAYS_MS".to_owned(), retry),
+            (
+                "ASEPSIS__FACES__MODEL_PATH".to_owned(),
+                model.to_str().unwrap().to_owned(),
+            ),
+        ];
         if kind == Kind::RabbitS3 {
             let client = reqwest::Client::new();
             let made = client
@@ -594,7 +607,8 @@ async fn whole_service(kind: Kind) {
         );
     }
 
-    // De-identified consent and no face scan: held; the reviewer approves; published.
+    // De-identified consent and an image that cannot be face-scanned (HEIC has no decoder
+    // here; without a model, nothing is scanned): held; the reviewer approves; published.
     let (_, body) = d
         .post_json(
             &uploader,
@@ -606,7 +620,7 @@ async fn whole_service(kind: Kind) {
     let (_, body) = d
         .upload(
             &uploader,
-            corpus("png/pillow-hopper.png"),
+            corpus("heic/pillow-hopper.heif"),
             &file_name,
             &deidentified,
             None,
@@ -645,6 +659,35 @@ async fn whole_service(kind: Kind) {
         "{body}"
     );
     assert_eq!(d.media(&held, None).await.0, StatusCode::OK);
+
+    // With the face model (`up`): a face under a de-identified consent is redacted, re-scanned
+    // and published; without it (the separate worker), the same photo is held.
+    let (_, body) = d
+        .upload(
+            &uploader,
+            corpus("png/pillow-hopper.png"),
+            &file_name,
+            &deidentified,
+            None,
+        )
+        .await;
+    let face = body["id"].as_str().unwrap().to_owned();
+    let state = d
+        .wait_state(&uploader, &face, &["held", "published", "rejected"])
+        .await;
+    if kind == Kind::Embedded {
+        assert_eq!(state["state"], "published", "{state}");
+        assert!(state["redacted_faces"].as_u64().unwrap() >= 1, "{state}");
+        assert_eq!(state["face_scan"], "none", "the re-scan after redaction");
+        let (status, headers, media) = d.media(&face, None).await;
+        assert_eq!(
+            (status, &headers["content-type"]),
+            (StatusCode::OK, &"image/png".parse().unwrap())
+        );
+        assert_ne!(pixels(&media), pixels(&corpus("png/pillow-hopper.png")));
+    } else {
+        assert_eq!(state["state"], "held", "{state}");
+    }
 
     // Withdrawal: /media answers 404 at once.
     let (status, body) = d

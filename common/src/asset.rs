@@ -184,6 +184,7 @@ impl AssetLog {
                     s.face_scan = Some(verdict.clone());
                     s.faces = Some(*faces);
                 }
+                EventKind::Redacted { faces, .. } => s.redacted_faces = Some(*faces),
                 EventKind::Verdict { decision, reason } => {
                     s.verdict = Some(decision.clone());
                     s.reason = Some(reason.clone());
@@ -223,5 +224,7 @@ pub struct Summary {
     /// identifiable, uncertain, none or not_scanned.
     pub face_scan: Option<String>,
     pub faces: Option<u32>,
+    /// Faces hidden in the published derivative.
+    pub redacted_faces: Option<u32>,
     pub media_url: Option<String>,
 }

@@ -282,8 +282,15 @@ impl YuNet {
         Ok(faces)
     }
 
-    /// Every face at or above `min` in an upright image, in its pixels.
-    pub fn faces_in(&self, image: &DynamicImage, min: f32) -> Result<Vec<Face>, FaceError> {
+    /// Every face at or above `min` in an upright image, in its pixels. With `until_high`,
+    /// stop after the whole-image pass when it already found an identifiable face (the
+    /// verdict cannot change; redaction, which needs every face, passes `false`).
+    pub fn faces_in(
+        &self,
+        image: &DynamicImage,
+        min: f32,
+        until_high: bool,
+    ) -> Result<Vec<Face>, FaceError> {
         let (w, h) = image.dimensions();
         let longer = w.max(h).max(1);
         let mut faces = Vec::new();
@@ -295,9 +302,12 @@ impl YuNet {
         for f in self.detect(&canvas, min)? {
             faces.push(unscale(f, scale, 0.0, 0.0));
         }
+        let found_high = faces
+            .iter()
+            .any(|f| f.score >= self.settings.high_threshold);
         // Tiles of a 2x larger copy, for small faces in large images.
         let tile_above = self.settings.tile_above_px;
-        if tile_above > 0 && longer > tile_above {
+        if tile_above > 0 && longer > tile_above && !(until_high && found_high) {
             let scale = (2.0 * SIDE as f32 / longer as f32).min(1.0);
             let big = resized(image, scale);
             for (tx, ty) in tiles(big.width() as usize, big.height() as usize) {
@@ -325,7 +335,7 @@ impl YuNet {
 
     fn try_scan(&self, bytes: &[u8]) -> Result<Scan, FaceError> {
         let image = decode_upright(bytes, &self.settings)?;
-        let faces = self.faces_in(&image, self.settings.low_threshold)?;
+        let faces = self.faces_in(&image, self.settings.low_threshold, true)?;
         Ok(Scan {
             verdict: self.verdict(&faces),
             faces,
@@ -341,7 +351,7 @@ impl YuNet {
     /// [`FaceError`] when the image cannot be decoded or re-encoded.
     pub fn redact_faces(&self, bytes: &[u8]) -> Result<(Vec<u8>, Vec<Face>), FaceError> {
         let mut image = decode_upright(bytes, &self.settings)?;
-        let faces = self.faces_in(&image, self.settings.low_threshold)?;
+        let faces = self.faces_in(&image, self.settings.low_threshold, false)?;
         let margin = self.settings.redaction_margin;
         for face in &faces {
             hide(&mut image, face, margin, self.settings.redaction);

@@ -43,7 +43,16 @@ pub enum EventKind {
     Scanned {
         verdict: String,
         faces: u32,
+        /// Each face's score in thousandths, best first (integers keep the hash portable).
+        #[serde(default)]
+        scores_milli: Vec<u16>,
         model_sha256: String,
+    },
+    /// Faces hidden in the derivative (consent allows de-identified use only).
+    Redacted {
+        faces: u32,
+        size_bytes: u64,
+        sha256: String,
     },
     Verdict {
         decision: String,
@@ -84,6 +93,7 @@ impl EventKind {
             EventKind::Received { .. } => "received",
             EventKind::Stripped { .. } => "stripped",
             EventKind::Scanned { .. } => "scanned",
+            EventKind::Redacted { .. } => "redacted",
             EventKind::Verdict { .. } => "verdict",
             EventKind::Encrypted { .. } => "encrypted",
             EventKind::Reviewed { .. } => "reviewed",
@@ -328,6 +338,7 @@ pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
             EventKind::Received { .. } => S::Received,
             EventKind::Stripped { .. }
             | EventKind::Scanned { .. }
+            | EventKind::Redacted { .. }
             | EventKind::Encrypted { .. } => match state {
                 Some(s @ (S::Restricted | S::TakenDown)) => s,
                 _ => S::Processing,

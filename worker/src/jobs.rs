@@ -1,8 +1,9 @@
 //! The handlers the worker runs.
 //!
 //! [`AssetJobs`] processes an uploaded asset: load and decrypt the original → strip and
-//! verify → encrypt the derivative → face scan → policy → publish (re-checking the consent)
-//! or hold → notify. Each step appends its event right after the log as read, and is skipped
+//! verify → encrypt the derivative → face scan → policy (redacting faces, then re-scanning,
+//! when the consent allows de-identified use only) → publish (re-checking the consent) or
+//! hold → notify. Each step appends its event right after the log as read, and is skipped
 //! when its event is already there, so a job redelivered after a crash resumes where it
 //! stopped and an asset is published at most once. A bad file ends `rejected` with its
 //! reason; store trouble is retried; an impossible state is dead-lettered.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use asepsis_common::asset::{Appended, AssetLog, Published};
 use asepsis_common::consent::Consent;
 use asepsis_common::envelope::Role;
-use asepsis_common::faces::Detector;
+use asepsis_common::faces::{Detector, Scan, Verdict};
 use asepsis_common::job::Job;
 use asepsis_common::media::{Limits, strip};
 use asepsis_common::notify::Notifier;
@@ -197,25 +198,13 @@ impl AssetJobs {
             };
             self.record(log, what).await?;
         }
-        let detector = self.detector.clone();
-        let scan = tokio::task::spawn_blocking(move || detector.scan(&original))
-            .await
-            .map_err(|e| Outcome::Abort(format!("scan task: {e}")))?;
+        let scan = self.scan(original.clone()).await?;
         if !log.has("scanned") {
-            let what = EventKind::Scanned {
-                verdict: scan.verdict.as_str().into(),
-                faces: u32::try_from(scan.faces.len()).unwrap_or(u32::MAX),
-                model_sha256: scan.model_sha256.clone(),
-            };
-            self.record(log, what).await?;
+            self.record(log, scanned(&scan)).await?;
         }
         let (decision, reason) = decide(consent.terms.scope, scan.verdict, report.gps_in_original);
         let (decision, reason) = match decision {
-            // Redaction arrives with the face-detection work; until then, a person decides.
-            Decision::Redact => (
-                Decision::Hold,
-                format!("{reason}; redaction not in this build: held for review"),
-            ),
+            Decision::Redact => self.redact(log, original, reason).await?,
             other => (other, reason),
         };
         tracing::info!(
@@ -231,6 +220,84 @@ impl AssetJobs {
         };
         self.record(log, what).await?;
         Ok(None)
+    }
+}
+
+impl AssetJobs {
+    async fn scan(&self, image: Arc<Vec<u8>>) -> Result<Scan, Outcome> {
+        let detector = self.detector.clone();
+        tokio::task::spawn_blocking(move || detector.scan(&image))
+            .await
+            .map_err(|e| Outcome::Abort(format!("scan task: {e}")))
+    }
+
+    /// Hide the faces, strip and re-scan the result; store it as the derivative when the
+    /// re-scan finds no face (publish), else hold. Always re-stores on a redelivery, since
+    /// the derivative on record may be the unredacted one from before a crash.
+    async fn redact(
+        &self,
+        log: &mut AssetLog,
+        original: Arc<Vec<u8>>,
+        why: String,
+    ) -> Result<(Decision, String), Outcome> {
+        let (detector, limits) = (self.detector.clone(), self.limits.clone());
+        let redacted = tokio::task::spawn_blocking(move || {
+            let (bytes, hidden) = detector.redact(&original)?;
+            let clean = strip(&bytes, &limits).map_err(|e| e.to_string())?;
+            Ok::<_, String>((clean.bytes, hidden.len()))
+        })
+        .await
+        .map_err(|e| Outcome::Abort(format!("redaction task: {e}")))?;
+        let (bytes, hidden) = match redacted {
+            Ok(done) => done,
+            Err(e) => {
+                return Ok((
+                    Decision::Hold,
+                    format!("{why}; redaction failed ({e}): held"),
+                ));
+            }
+        };
+        let bytes = Arc::new(bytes);
+        let rescan = self.scan(bytes.clone()).await?;
+        self.record(log, scanned(&rescan)).await?;
+        if rescan.verdict != Verdict::None {
+            let still = rescan.verdict.as_str();
+            return Ok((
+                Decision::Hold,
+                format!("{why}; after redaction the re-scan says {still}: held"),
+            ));
+        }
+        let digest = sha256(&bytes);
+        let size_bytes = bytes.len() as u64;
+        let derivative = std::io::Cursor::new(bytes.to_vec());
+        self.storage
+            .put_blob(log.asset, Role::Derivative, derivative)
+            .await
+            .map_err(outcome_of)?;
+        let what = EventKind::Redacted {
+            faces: u32::try_from(hidden).unwrap_or(u32::MAX),
+            size_bytes,
+            sha256: digest,
+        };
+        self.record(log, what).await?;
+        Ok((
+            Decision::Publish,
+            format!("{why}; {hidden} face(s) redacted, re-scan found none"),
+        ))
+    }
+}
+
+/// The `scanned` event of a scan: verdict, count, scores and model hash; never boxes or pixels.
+fn scanned(scan: &Scan) -> EventKind {
+    EventKind::Scanned {
+        verdict: scan.verdict.as_str().into(),
+        faces: u32::try_from(scan.faces.len()).unwrap_or(u32::MAX),
+        scores_milli: scan
+            .faces
+            .iter()
+            .map(|f| (f.score.clamp(0.0, 1.0) * 1000.0).round() as u16)
+            .collect(),
+        model_sha256: scan.model_sha256.clone(),
     }
 }
 

@@ -256,3 +256,126 @@ async fn an_erased_or_unknown_asset_is_not_processed() {
         Outcome::Abort(_)
     ));
 }
+
+fn yunet() -> Arc<asepsis_common::faces::YuNet> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
+    Arc::new(
+        asepsis_common::faces::YuNet::load(asepsis_common::faces::Settings {
+            model_path: root.join("face_detection_yunet_2023mar.onnx"),
+            model_sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4".into(),
+            high_threshold: 0.8,
+            low_threshold: 0.5,
+            tile_above_px: 1280,
+            max_pixels: 100_000_000,
+            max_decode_bytes: 1 << 30,
+            redaction: asepsis_common::faces::Redaction::Pixelate,
+            redaction_margin: 0.25,
+        })
+        .unwrap(),
+    )
+}
+
+fn face(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/faces")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A log sink for one test: everything the worker logs while it runs.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_policy_with_a_real_face_detector() {
+    use asepsis_common::faces::{Detector, Verdict, decode_upright};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut jobs, _) = jobs(dir.path());
+    let detector = yunet();
+    jobs.detector = detector.clone();
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // (scope, image, final state, redacted?)
+    let rows = [
+        (
+            Scope::Identifiable,
+            "fr-obama2.jpg",
+            AssetState::Published,
+            false,
+        ),
+        (
+            Scope::Deidentified,
+            "fr-obama2.jpg",
+            AssetState::Published,
+            true,
+        ),
+        (
+            Scope::Deidentified,
+            "exs-DSCN0012.jpg",
+            AssetState::Published,
+            false,
+        ),
+        (Scope::Internal, "fr-obama2.jpg", AssetState::Held, false),
+    ];
+    for (scope, name, state, redacted) in rows {
+        let consent = consent(&jobs, scope).await;
+        let asset = receive(&jobs, face(name), consent).await;
+        assert_eq!(jobs.handle(Job::new(asset), 1).await, Outcome::Done);
+        let log = AssetLog::load(&jobs.storage, asset).await.unwrap();
+        assert_eq!(
+            log.state(),
+            Some(state),
+            "{scope:?} {name}: {:?}",
+            log.summary()
+        );
+        assert_eq!(log.has("redacted"), redacted, "{scope:?} {name}");
+        if redacted {
+            let (_, stream) = jobs
+                .storage
+                .get_blob(asset, Role::Derivative)
+                .await
+                .unwrap();
+            let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+            let published = chunks.concat();
+            verify(&published, &Limits::default()).unwrap();
+            assert_eq!(detector.scan(&published).verdict, Verdict::None);
+            let s = detector.settings();
+            let image = decode_upright(&published, s).unwrap();
+            assert!(
+                detector
+                    .faces_in(&image, s.low_threshold, false)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("asset stripped and decided"), "{text}");
+    let scan = detector.scan(&face("fr-obama2.jpg"));
+    for f in &scan.faces {
+        for value in [f.x, f.y, f.width, f.height, f.score] {
+            assert!(
+                !text.contains(&format!("{value}")),
+                "a face box or score was logged: {text}"
+            );
+        }
+    }
+}
