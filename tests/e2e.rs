@@ -466,6 +466,19 @@ fn published_events(prov: &Value) -> usize {
 async fn whole_service(kind: Kind) {
     let d = Deployment::start(kind).await;
     let canary = format!("CANARY{}", Uuid::new_v4().simple());
+    let ready = d
+        .client
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready = ready.text().await.unwrap();
+    assert_eq!(
+        ready.contains("face detector unavailable"),
+        kind == Kind::RabbitS3,
+        "{ready}"
+    );
     let uploader = d.key("clinic-a", "uploader");
     let reviewer = d.key("clinic-a", "reviewer");
     let officer = d.key("clinic-a", "privacy-officer");
