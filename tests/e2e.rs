@@ -620,8 +620,8 @@ async fn whole_service(kind: Kind) {
         );
     }
 
-    // De-identified consent and an image that cannot be face-scanned (HEIC has no decoder
-    // here; without a model, nothing is scanned): held; the reviewer approves; published.
+    // De-identified consent and an image that cannot be face-scanned (a CIELab TIFF has no
+    // decoder here; without a model, nothing is scanned): held; the reviewer approves.
     let (_, body) = d
         .post_json(
             &uploader,
@@ -633,7 +633,7 @@ async fn whole_service(kind: Kind) {
     let (_, body) = d
         .upload(
             &uploader,
-            corpus("heic/pillow-hopper.heif"),
+            corpus("tiff/pillow-hopper.Lab.tif"),
             &file_name,
             &deidentified,
             None,

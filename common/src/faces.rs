@@ -87,11 +87,20 @@ pub trait Detector: Send + Sync {
     /// The reason the detector cannot work.
     fn ready(&self) -> Result<(), String>;
 
-    /// Hide every face found, re-encoded in the input's format; also the faces hidden.
+    /// Hide every face found and re-encode.
     ///
     /// # Errors
     /// Why it could not (no model, an image it cannot decode or encode).
-    fn redact(&self, image: &[u8]) -> Result<(Vec<u8>, Vec<Face>), String>;
+    fn redact(&self, image: &[u8]) -> Result<Redacted, String>;
+}
+
+/// An image with its faces hidden.
+#[derive(Debug, Clone)]
+pub struct Redacted {
+    pub bytes: Vec<u8>,
+    /// JPEG, PNG, WebP and TIFF keep their format; HEIF and AVIF become JPEG.
+    pub format: crate::media::Format,
+    pub faces: Vec<Face>,
 }
 
 /// The detector when no model could be loaded: every image is `not_scanned`, with the reason.
@@ -106,7 +115,7 @@ impl Detector for Unavailable {
         Err(self.0.clone())
     }
 
-    fn redact(&self, _image: &[u8]) -> Result<(Vec<u8>, Vec<Face>), String> {
+    fn redact(&self, _image: &[u8]) -> Result<Redacted, String> {
         Err(self.0.clone())
     }
 }
@@ -344,19 +353,24 @@ impl YuNet {
         })
     }
 
-    /// Redact every face found at the low threshold, re-encode in the input's format, and
-    /// say what was hidden. The caller strips and re-scans the output.
+    /// Redact every face found at the low threshold, re-encode (see [`Redacted`]), and say
+    /// what was hidden. The caller strips and re-scans the output.
     ///
     /// # Errors
     /// [`FaceError`] when the image cannot be decoded or re-encoded.
-    pub fn redact_faces(&self, bytes: &[u8]) -> Result<(Vec<u8>, Vec<Face>), FaceError> {
+    pub fn redact_faces(&self, bytes: &[u8]) -> Result<Redacted, FaceError> {
         let mut image = decode_upright(bytes, &self.settings)?;
         let faces = self.faces_in(&image, self.settings.low_threshold, false)?;
         let margin = self.settings.redaction_margin;
         for face in &faces {
             hide(&mut image, face, margin, self.settings.redaction);
         }
-        Ok((encode_like(bytes, &image)?, faces))
+        let (bytes, format) = encode_like(bytes, &image)?;
+        Ok(Redacted {
+            bytes,
+            format,
+            faces,
+        })
     }
 }
 
@@ -370,7 +384,7 @@ impl Detector for YuNet {
         Ok(())
     }
 
-    fn redact(&self, image: &[u8]) -> Result<(Vec<u8>, Vec<Face>), String> {
+    fn redact(&self, image: &[u8]) -> Result<Redacted, String> {
         self.redact_faces(image).map_err(|e| e.to_string())
     }
 }
@@ -451,12 +465,18 @@ fn nms(mut faces: Vec<Face>) -> Vec<Face> {
 /// [`FaceError::Decode`] for formats without a decoder here (HEIF, AVIF) and broken files;
 /// [`FaceError::TooLarge`] over a limit.
 pub fn decode_upright(bytes: &[u8], settings: &Settings) -> Result<DynamicImage, FaceError> {
+    if matches!(
+        crate::media::sniff(bytes),
+        Some(crate::media::Format::Heif | crate::media::Format::Avif)
+    ) {
+        return decode_heif(bytes, settings);
+    }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| FaceError::Decode(e.to_string()))?;
     if reader.format().is_none() {
         return Err(FaceError::Decode(
-            "no decoder for this format in this build (HEIF and AVIF are not decoded yet)".into(),
+            "not an image format this build decodes".into(),
         ));
     }
     let mut limits = image::Limits::default();
@@ -482,6 +502,39 @@ pub fn decode_upright(bytes: &[u8], settings: &Settings) -> Result<DynamicImage,
     })?;
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// HEIF/HEIC and AVIF through libheif (Debian's libheif: HEVC by libde265, AV1 by libaom or
+/// dav1d). libheif applies the file's rotation and mirroring (`irot`, `imir`) while decoding,
+/// so the result is upright. The pixel count is checked before decoding.
+fn decode_heif(bytes: &[u8], settings: &Settings) -> Result<DynamicImage, FaceError> {
+    use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
+    let fail = |e: libheif_rs::HeifError| FaceError::Decode(format!("HEIF: {}", e.message));
+    let context = HeifContext::read_from_bytes(bytes).map_err(fail)?;
+    let handle = context.primary_image_handle().map_err(fail)?;
+    if u64::from(handle.width()) * u64::from(handle.height()) > settings.max_pixels {
+        return Err(FaceError::TooLarge("max_pixels"));
+    }
+    let image = LibHeif::new()
+        .decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None)
+        .map_err(fail)?;
+    let plane = image
+        .planes()
+        .interleaved
+        .ok_or_else(|| FaceError::Decode("HEIF: no interleaved RGB plane".into()))?;
+    let (w, h) = (plane.width as usize, plane.height as usize);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        let start = row * plane.stride;
+        let line = plane
+            .data
+            .get(start..start + w * 3)
+            .ok_or_else(|| FaceError::Decode("HEIF: short plane".into()))?;
+        rgb.extend_from_slice(line);
+    }
+    RgbImage::from_raw(plane.width, plane.height, rgb)
+        .map(DynamicImage::ImageRgb8)
+        .ok_or_else(|| FaceError::Decode("HEIF: plane size".into()))
 }
 
 /// Hide one face: the box grown by `margin`, pixelated to 8 blocks across or blurred.
@@ -514,25 +567,48 @@ fn hide(image: &mut DynamicImage, face: &Face, margin: f32, how: Redaction) {
     image::imageops::replace(image, &hidden, i64::from(x0), i64::from(y0));
 }
 
-/// Encode `image` in the format of `original`: JPEG stays JPEG (quality 92), PNG stays PNG,
-/// WebP becomes lossless WebP, TIFF stays TIFF.
-fn encode_like(original: &[u8], image: &DynamicImage) -> Result<Vec<u8>, FaceError> {
-    let format = image::guess_format(original).map_err(|e| FaceError::Encode(e.to_string()))?;
+/// Encode `image` like `original`: JPEG stays JPEG (quality 92), PNG stays PNG, WebP becomes
+/// lossless WebP, TIFF stays TIFF; HEIF/HEIC and AVIF become JPEG (quality 92), since no
+/// encoder for them is built in. Returns the bytes and their format.
+fn encode_like(
+    original: &[u8],
+    image: &DynamicImage,
+) -> Result<(Vec<u8>, crate::media::Format), FaceError> {
+    use crate::media::Format;
     let mut out = Cursor::new(Vec::new());
     let fail = |e: image::ImageError| FaceError::Encode(e.to_string());
-    match format {
-        image::ImageFormat::Jpeg => {
-            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
-            image.to_rgb8().write_with_encoder(encoder).map_err(fail)?;
+    let jpeg = |out: &mut Cursor<Vec<u8>>| {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(out, 92);
+        image.to_rgb8().write_with_encoder(encoder).map_err(fail)
+    };
+    let format = match crate::media::sniff(original) {
+        Some(Format::Jpeg | Format::Heif | Format::Avif) => {
+            jpeg(&mut out)?;
+            Format::Jpeg
         }
-        image::ImageFormat::Png | image::ImageFormat::WebP | image::ImageFormat::Tiff => {
-            image.write_to(&mut out, format).map_err(fail)?;
+        Some(f @ Format::Png) => {
+            image
+                .write_to(&mut out, image::ImageFormat::Png)
+                .map_err(fail)?;
+            f
+        }
+        Some(f @ Format::Webp) => {
+            image
+                .write_to(&mut out, image::ImageFormat::WebP)
+                .map_err(fail)?;
+            f
+        }
+        Some(f @ Format::Tiff) => {
+            image
+                .write_to(&mut out, image::ImageFormat::Tiff)
+                .map_err(fail)?;
+            f
         }
         other => {
             return Err(FaceError::Encode(format!(
                 "{other:?} is not re-encoded here"
             )));
         }
-    }
-    Ok(out.into_inner())
+    };
+    Ok((out.into_inner(), format))
 }

@@ -51,6 +51,8 @@ pub enum EventKind {
     /// Faces hidden in the derivative (consent allows de-identified use only).
     Redacted {
         faces: u32,
+        /// The derivative's format from now on (HEIF and AVIF are re-encoded as JPEG).
+        format: String,
         size_bytes: u64,
         sha256: String,
     },

@@ -138,23 +138,26 @@ fn a_missing_or_corrupt_model_is_unavailable_and_images_are_not_scanned() {
 }
 
 #[test]
-fn an_image_it_cannot_decode_is_not_scanned_never_none() {
+fn heic_is_decoded_and_what_cannot_be_decoded_is_not_scanned_never_none() {
     let detector = yunet();
-    let heic = std::fs::read(
-        shared("corpus/heic")
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
-    for bytes in [heic, b"\xFF\xD8\xFF\xE0 broken".to_vec()] {
+    let heic = std::fs::read(shared("corpus/heic/pillow-hopper.heif")).unwrap();
+    assert_eq!(detector.scan(&heic).verdict, Verdict::Identifiable);
+    let lab = std::fs::read(shared("corpus/tiff/pillow-hopper.Lab.tif")).unwrap();
+    for bytes in [lab, b"\xFF\xD8\xFF\xE0 broken".to_vec()] {
         let scan = detector.scan(&bytes);
         assert_eq!(scan.verdict, Verdict::NotScanned, "{scan:?}");
         assert!(scan.reason.is_some());
     }
+}
+
+#[test]
+fn a_redacted_heic_becomes_a_jpeg_without_faces() {
+    let detector = yunet();
+    let heic = std::fs::read(shared("corpus/heic/pillow-hopper.heif")).unwrap();
+    let done = detector.redact_faces(&heic).unwrap();
+    assert_eq!(done.format, asepsis_common::media::Format::Jpeg);
+    assert!(!done.faces.is_empty());
+    assert_eq!(detector.scan(&done.bytes).verdict, Verdict::None);
 }
 
 fn overlaps(a: &Face, b: &Face) -> bool {
@@ -176,7 +179,8 @@ fn redaction_leaves_no_face_the_detector_can_find_at_its_low_threshold() {
             "uf-imgs_12.jpg",
         ] {
             let original = face_image(name);
-            let (redacted, hidden) = redactor.redact_faces(&original).unwrap();
+            let done = redactor.redact_faces(&original).unwrap();
+            let (redacted, hidden) = (done.bytes, done.faces);
             assert!(!hidden.is_empty(), "{name}");
             assert_eq!(
                 image::guess_format(&redacted).unwrap(),

@@ -242,13 +242,13 @@ impl AssetJobs {
     ) -> Result<(Decision, String), Outcome> {
         let (detector, limits) = (self.detector.clone(), self.limits.clone());
         let redacted = tokio::task::spawn_blocking(move || {
-            let (bytes, hidden) = detector.redact(&original)?;
-            let clean = strip(&bytes, &limits).map_err(|e| e.to_string())?;
-            Ok::<_, String>((clean.bytes, hidden.len()))
+            let redacted = detector.redact(&original)?;
+            let clean = strip(&redacted.bytes, &limits).map_err(|e| e.to_string())?;
+            Ok::<_, String>((clean.bytes, redacted.faces.len(), redacted.format))
         })
         .await
         .map_err(|e| Outcome::Abort(format!("redaction task: {e}")))?;
-        let (bytes, hidden) = match redacted {
+        let (bytes, hidden, format) = match redacted {
             Ok(done) => done,
             Err(e) => {
                 return Ok((
@@ -276,6 +276,7 @@ impl AssetJobs {
             .map_err(outcome_of)?;
         let what = EventKind::Redacted {
             faces: u32::try_from(hidden).unwrap_or(u32::MAX),
+            format: format.name().into(),
             size_bytes,
             sha256: digest,
         };
