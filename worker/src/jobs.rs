@@ -40,10 +40,12 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
 }
 
-/// Store trouble is transient; anything else about the asset is a bug to look at.
+/// Store trouble is transient; an asset shredded meanwhile (its consent withdrawn) is done
+/// with; anything else about the asset is a bug to look at.
 fn outcome_of(e: StorageError) -> Outcome {
     match e {
         StorageError::Store(_) | StorageError::Contended(_) => Outcome::Retry(e.to_string()),
+        StorageError::Erased(_) => Outcome::Reject("asset was erased meanwhile".into()),
         other => Outcome::Abort(other.to_string()),
     }
 }
