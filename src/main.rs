@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 mod sanitize;
 
-/// mimalloc returns freed memory to the system promptly; with glibc's per-thread arenas, the
-/// face detector's large short-lived buffers on the blocking pool's many threads kept the
-/// server's resident size several times higher (benches/e2e-load).
+/// mimalloc, because the face detector's large short-lived buffers suit glibc's malloc badly:
+/// with it the server's peak resident size under load was about twice as high
+/// (benches/e2e-load) and each detection slower (cargo bench --bench faces).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
