@@ -595,6 +595,20 @@ impl Storage {
         }
     }
 
+    /// Forget an upload that never got its `received` event: delete its original and its
+    /// data key, leaving no tombstone (an Idempotency-Key retry may use the id again).
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn forget_upload(&self, asset: Uuid) -> Result<(), StorageError> {
+        self.delete_blob(asset, Role::Original).await?;
+        match self.store.delete(&key_path(asset)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Append `what` right after `last` (the whole log as the caller saw it ends there), or
     /// not at all: `None` when another writer appended first. This is what makes a step
     /// happen once: a caller that loses re-reads the log and decides again.

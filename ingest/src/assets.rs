@@ -14,7 +14,7 @@ use asepsis_common::envelope::Role as BlobRole;
 use asepsis_common::job::Job;
 use asepsis_common::media::{Format, SNIFF_LEN, sniff};
 use asepsis_common::provenance::{self, AssetState, EventKind};
-use asepsis_common::storage::{Claim, IdempotencyRecord, StorageError, now_ms};
+use asepsis_common::storage::{Claim, IdempotencyRecord, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::multipart::Field;
@@ -200,14 +200,9 @@ async fn store_file(
     })
 }
 
-/// An upload that did not complete leaves nothing readable behind.
+/// An upload that did not complete leaves nothing behind.
 async fn discard(state: &AppState, asset: Uuid) {
-    let result: Result<(), StorageError> = async {
-        state.storage.delete_blob(asset, BlobRole::Original).await?;
-        state.storage.shred(asset).await
-    }
-    .await;
-    if let Err(e) = result {
+    if let Err(e) = state.storage.forget_upload(asset).await {
         tracing::warn!(asset.id = %asset, error = %e, "could not discard an incomplete upload");
     }
 }
