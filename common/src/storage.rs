@@ -24,7 +24,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
+};
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
@@ -262,66 +265,67 @@ impl Storage {
         })
     }
 
+    /// Open the asset's blob of `role`: its key, header and layout, read once (one ranged GET
+    /// of the header bytes, which also tells the size), for its length, ranges or the whole
+    /// stream.
+    ///
+    /// # Errors
+    /// [`StorageError::Erased`] after shredding; [`StorageError::NotFound`]; a header that
+    /// does not parse.
+    pub async fn open_blob(&self, asset: Uuid, role: Role) -> Result<OpenBlob, StorageError> {
+        let key = self.data_key(asset).await?;
+        let path = blob_path(asset, role);
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(0..Header::MAX_LEN as u64)),
+            ..Default::default()
+        };
+        let got = self
+            .store
+            .get_opts(&path, opts)
+            .await
+            .map_err(|e| not_found(e, &path))?;
+        let size = got.meta.size;
+        let header = Header::decode(&got.bytes().await?)?;
+        let layout = Layout::of(&header, size)?;
+        Ok(OpenBlob {
+            store: self.store.clone(),
+            key,
+            path,
+            asset,
+            role,
+            header,
+            layout,
+            stored_len: size,
+        })
+    }
+
     /// Decrypt the asset's blob of `role` as a stream of plaintext chunks; also returns its
     /// plaintext length.
     ///
     /// # Errors
-    /// [`StorageError::Erased`] after shredding; [`StorageError::NotFound`]; a chunk of the
-    /// stream fails with [`EnvelopeError::Tampered`] when the blob was altered.
+    /// As [`Storage::open_blob`]; a chunk of the stream fails with
+    /// [`EnvelopeError::Tampered`] when the blob was altered.
     pub async fn get_blob(
         &self,
         asset: Uuid,
         role: Role,
     ) -> Result<(u64, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
-        let key = self.data_key(asset).await?;
-        let path = blob_path(asset, role);
-        let got = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| not_found(e, &path))?;
-        let blob_len = got.meta.size;
-        let head = self
-            .store
-            .get_range(&path, 0..(Header::MAX_LEN as u64).min(blob_len))
-            .await?;
-        let layout = Layout::of(&Header::decode(&head)?, blob_len)?;
-        let stream = envelope::decrypt_stream(key, asset, role, blob_len, got.into_stream())
-            .map_err(StorageError::from)
-            .boxed();
-        Ok((layout.plaintext_len, stream))
+        let blob = self.open_blob(asset, role).await?;
+        Ok((blob.plaintext_len(), blob.stream().await?))
     }
 
     /// Plaintext bytes `range` of the asset's blob of `role`, reading only the segments that
     /// cover it.
     ///
     /// # Errors
-    /// As [`Storage::get_blob`], and [`EnvelopeError::RangeOutOfBounds`].
+    /// As [`Storage::open_blob`], and [`EnvelopeError::RangeOutOfBounds`].
     pub async fn get_range(
         &self,
         asset: Uuid,
         role: Role,
         range: Range<u64>,
     ) -> Result<Bytes, StorageError> {
-        let key = self.data_key(asset).await?;
-        let path = blob_path(asset, role);
-        let meta = self
-            .store
-            .head(&path)
-            .await
-            .map_err(|e| not_found(e, &path))?;
-        let head = self
-            .store
-            .get_range(&path, 0..(Header::MAX_LEN as u64).min(meta.size))
-            .await?;
-        let header = Header::decode(&head)?;
-        let layout = Layout::of(&header, meta.size)?;
-        let (segments, stored) = layout.segments_for(&range)?;
-        let bytes = self.store.get_range(&path, stored).await?;
-        let cipher = SegmentCipher::new(&key, header, asset, role);
-        Ok(Bytes::from(
-            cipher.decrypt_range(&layout, segments, &bytes, range)?,
-        ))
+        self.open_blob(asset, role).await?.range(range).await
     }
 
     /// Crypto-shred: record the erasure, then delete the wrapped data key. Every blob of the
@@ -436,6 +440,59 @@ impl Storage {
             }
         }
         Err(StorageError::Contended(asset))
+    }
+}
+
+/// A blob whose key and header are read: see [`Storage::open_blob`].
+pub struct OpenBlob {
+    store: Arc<dyn ObjectStore>,
+    key: DataKey,
+    path: Path,
+    asset: Uuid,
+    role: Role,
+    header: Header,
+    layout: Layout,
+    stored_len: u64,
+}
+
+impl OpenBlob {
+    pub fn plaintext_len(&self) -> u64 {
+        self.layout.plaintext_len
+    }
+
+    /// Plaintext bytes `range`, reading only the segments that cover it.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::RangeOutOfBounds`]; [`EnvelopeError::Tampered`]; store failures.
+    pub async fn range(&self, range: Range<u64>) -> Result<Bytes, StorageError> {
+        let (segments, stored) = self.layout.segments_for(&range)?;
+        let bytes = self.store.get_range(&self.path, stored).await?;
+        let cipher = SegmentCipher::new(&self.key, self.header.clone(), self.asset, self.role);
+        let plain = cipher.decrypt_range(&self.layout, segments, &bytes, range)?;
+        Ok(Bytes::from(plain))
+    }
+
+    /// The whole plaintext as a stream of chunks.
+    ///
+    /// # Errors
+    /// Store failures; a chunk fails with [`EnvelopeError::Tampered`] when the blob was altered.
+    pub async fn stream(
+        self,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let got = self
+            .store
+            .get(&self.path)
+            .await
+            .map_err(|e| not_found(e, &self.path))?;
+        Ok(envelope::decrypt_stream(
+            self.key,
+            self.asset,
+            self.role,
+            self.stored_len,
+            got.into_stream(),
+        )
+        .map_err(StorageError::from)
+        .boxed())
     }
 }
 

@@ -109,11 +109,12 @@ pub async fn get(
         | asepsis_common::storage::StorageError::Erased(_) => ApiError::NotFound,
         other => other.into(),
     };
-    let (len, stream) = state
+    let blob = state
         .storage
-        .get_blob(log.asset, Role::Derivative)
+        .open_blob(log.asset, Role::Derivative)
         .await
         .map_err(not_found)?;
+    let len = blob.plaintext_len();
     let if_range_ok = header_str(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
     let range = header_str(header::RANGE)
         .filter(|_| if_range_ok)
@@ -121,6 +122,7 @@ pub async fn get(
     match range {
         None => {
             common.insert(header::CONTENT_LENGTH, value(&len.to_string()));
+            let stream = blob.stream().await.map_err(not_found)?;
             let body = Body::from_stream(stream.map_err(std::io::Error::other));
             Ok((StatusCode::OK, common, body).into_response())
         }
@@ -129,12 +131,7 @@ pub async fn get(
             Ok((StatusCode::RANGE_NOT_SATISFIABLE, common).into_response())
         }
         Some(Ok(range)) => {
-            drop(stream);
-            let bytes = state
-                .storage
-                .get_range(log.asset, Role::Derivative, range.clone())
-                .await
-                .map_err(not_found)?;
+            let bytes = blob.range(range.clone()).await.map_err(not_found)?;
             let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
             common.insert(header::CONTENT_RANGE, value(&content_range));
             common.insert(header::CONTENT_LENGTH, value(&bytes.len().to_string()));
