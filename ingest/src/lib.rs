@@ -102,7 +102,9 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/consents/{id}/withdraw", post(consents::withdraw))
         .route(
             "/v1/assets",
-            post(assets::upload).layer(DefaultBodyLimit::max(upload_limit)),
+            post(assets::upload)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .layer(middleware::map_response(close_after_refusal)),
         )
         .route("/v1/assets/{id}", get(assets::status))
         .route("/v1/assets/{id}/provenance", get(assets::provenance))
@@ -179,6 +181,18 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// A refused upload is answered before its body is read, so the connection cannot carry
+/// another request: say so, or a client reusing it races the server closing it.
+async fn close_after_refusal(mut response: Response) -> Response {
+    if !response.status().is_success() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Count requests and time them, labelled by route template and status.
@@ -312,6 +326,15 @@ mod tests {
             .unwrap();
         let res = app.oneshot(req).await.unwrap();
         let status = res.status();
+        let closes = res
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close");
+        assert_eq!(
+            closes,
+            !status.is_success(),
+            "a refused upload closes its connection"
+        );
         let body = res.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
