@@ -9,8 +9,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -47,6 +48,8 @@ fn jpeg_with_comment(canary: &str) -> Vec<u8> {
 struct Proc {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The same lines as they arrive, for waiting on one.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Proc {
@@ -65,33 +68,28 @@ impl Proc {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
+        let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
         });
-        Self { child, logs }
+        Self { child, logs, lines }
     }
 
-    /// Wait until a log line contains `needle`; return that line.
+    /// Wait until a log line contains `needle`; return that line. Fails when none comes
+    /// within [`DEADLINE`] or the process ends.
     fn wait_for_line(&self, needle: &str) -> String {
-        let started = Instant::now();
         loop {
-            if let Some(line) = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
+            match self.lines.recv_timeout(DEADLINE) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line with {needle:?} in {:#?}",
+                    self.logs.lock().unwrap()
+                ),
             }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "no log line with {needle:?} in {:#?}",
-                self.logs.lock().unwrap()
-            );
-            std::thread::sleep(POLL);
         }
     }
 
@@ -103,6 +101,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.logs.lock().unwrap();
+            let tail = &logs[logs.len().saturating_sub(30)..];
+            eprintln!("-- last lines of the process --\n{}", tail.join("\n"));
+        }
         self.kill();
     }
 }
@@ -264,6 +267,8 @@ impl Deployment {
             let args = ["up", "--listen", "127.0.0.1:0", "--data", &data_arg];
             let fresh = Proc::start(&args, &self.env);
             self.base = Self::address(&fresh);
+            // No pooled connection to the killed process (its port may be reused).
+            self.client = reqwest::Client::new();
             self.retired.push(std::mem::replace(&mut self.http, fresh));
         }
     }
@@ -344,18 +349,39 @@ impl Deployment {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    /// Poll the asset's status until its state is one of `states`.
-    async fn wait_state(&self, key: &str, id: &str, states: &[&str]) -> Value {
-        let started = Instant::now();
-        loop {
-            let (status, body) = self.get_json(key, &format!("/v1/assets/{id}")).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            if states.iter().any(|s| body["state"] == *s) {
-                return body;
+    /// Poll the asset's status until the pipeline is done with it (published, held or
+    /// rejected); fail after [`DEADLINE`].
+    async fn settled(&self, key: &str, id: &str) -> Value {
+        let poll = async {
+            loop {
+                let (status, body) = self.get_json(key, &format!("/v1/assets/{id}")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                if ["published", "held", "rejected"].contains(&body["state"].as_str().unwrap_or(""))
+                {
+                    return body;
+                }
+                tokio::time::sleep(POLL).await;
             }
-            assert!(started.elapsed() < DEADLINE, "asset stuck: {body}");
-            tokio::time::sleep(POLL).await;
-        }
+        };
+        tokio::time::timeout(DEADLINE, poll)
+            .await
+            .unwrap_or_else(|_| panic!("asset {id} did not settle"))
+    }
+
+    /// Record a consent of `scope` with canaries in its fields; its id.
+    async fn consent(&self, key: &str, scope: &str, canary: &str) -> String {
+        let (status, body) = self
+            .post_json(key, "/v1/consents", consent_body(scope, canary))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Upload that must be accepted; the asset id.
+    async fn upload_id(&self, key: &str, bytes: Vec<u8>, file_name: &str, consent: &str) -> String {
+        let (status, body) = self.upload(key, bytes, file_name, consent, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
     }
 
     async fn media(
@@ -564,9 +590,7 @@ async fn whole_service(kind: Kind) {
         (status, again["id"].as_str()),
         (StatusCode::ACCEPTED, Some(gps_photo.as_str()))
     );
-    let done = d
-        .wait_state(&uploader, &gps_photo, &["published", "held", "rejected"])
-        .await;
+    let done = d.settled(&uploader, &gps_photo).await;
     assert_eq!(done["state"], "published", "{done}");
     assert_eq!(done["gps_in_original"], true);
     let removed: Vec<&str> = done["removed"]
@@ -598,21 +622,23 @@ async fn whole_service(kind: Kind) {
         format!("bytes 100-199/{}", media.len())
     );
     if let Some((_, ch, q)) = &listener {
-        let started = Instant::now();
-        let note = loop {
-            if let Some(m) = ch
-                .basic_get(q.as_str().into(), Default::default())
-                .await
-                .unwrap()
-            {
-                break m;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "no asset.published notification"
-            );
-            tokio::time::sleep(POLL).await;
-        };
+        let mut consumer = ch
+            .basic_consume(
+                q.as_str().into(),
+                "e2e".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let note = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut consumer))
+            .await
+            .expect("an asset.published notification")
+            .unwrap()
+            .unwrap();
         let note: Value = serde_json::from_slice(&note.data).unwrap();
         assert_eq!(
             (note["asset_id"].as_str(), note["event"].as_str()),
@@ -622,27 +648,16 @@ async fn whole_service(kind: Kind) {
 
     // De-identified consent and an image that cannot be face-scanned (a CIELab TIFF has no
     // decoder here; without a model, nothing is scanned): held; the reviewer approves.
-    let (_, body) = d
-        .post_json(
-            &uploader,
-            "/v1/consents",
-            consent_body("deidentified", &canary),
-        )
-        .await;
-    let deidentified = body["id"].as_str().unwrap().to_owned();
-    let (_, body) = d
-        .upload(
+    let deidentified = d.consent(&uploader, "deidentified", &canary).await;
+    let held = d
+        .upload_id(
             &uploader,
             corpus("tiff/pillow-hopper.Lab.tif"),
             &file_name,
             &deidentified,
-            None,
         )
         .await;
-    let held = body["id"].as_str().unwrap().to_owned();
-    let state = d
-        .wait_state(&uploader, &held, &["held", "published", "rejected"])
-        .await;
+    let state = d.settled(&uploader, &held).await;
     assert_eq!(
         (state["state"].as_str(), state["face_scan"].as_str()),
         (Some("held"), Some("not_scanned")),
@@ -675,19 +690,15 @@ async fn whole_service(kind: Kind) {
 
     // With the face model (`up`): a face under a de-identified consent is redacted, re-scanned
     // and published; without it (the separate worker), the same photo is held.
-    let (_, body) = d
-        .upload(
+    let face = d
+        .upload_id(
             &uploader,
             corpus("png/pillow-hopper.png"),
             &file_name,
             &deidentified,
-            None,
         )
         .await;
-    let face = body["id"].as_str().unwrap().to_owned();
-    let state = d
-        .wait_state(&uploader, &face, &["held", "published", "rejected"])
-        .await;
+    let state = d.settled(&uploader, &face).await;
     if kind == Kind::Embedded {
         assert_eq!(state["state"], "published", "{state}");
         assert!(state["redacted_faces"].as_u64().unwrap() >= 1, "{state}");
@@ -782,44 +793,27 @@ async fn whole_service(kind: Kind) {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
 
     // A malformed file ends rejected with a reason; the next upload goes through.
-    let (_, body) = d
-        .post_json(
-            &uploader,
-            "/v1/consents",
-            consent_body("identifiable", &canary),
-        )
-        .await;
-    let live = body["id"].as_str().unwrap().to_owned();
-    let (_, body) = d
-        .upload(
+    let live = d.consent(&uploader, "identifiable", &canary).await;
+    let broken = d
+        .upload_id(
             &uploader,
             corpus("malformed/pillow-broken.png"),
             &file_name,
             &live,
-            None,
         )
         .await;
-    let broken = body["id"].as_str().unwrap().to_owned();
-    let state = d
-        .wait_state(&uploader, &broken, &["rejected", "published", "held"])
-        .await;
+    let state = d.settled(&uploader, &broken).await;
     assert_eq!(state["state"], "rejected", "{state}");
     assert!(state["reason"].as_str().unwrap().contains("png"), "{state}");
-    let (_, body) = d
-        .upload(
+    let next = d
+        .upload_id(
             &uploader,
             corpus("png/pillow-hopper.png"),
             &file_name,
             &live,
-            None,
         )
         .await;
-    let next = body["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        d.wait_state(&uploader, &next, &["published", "held", "rejected"])
-            .await["state"],
-        "published"
-    );
+    assert_eq!(d.settled(&uploader, &next).await["state"], "published");
 
     // The worker killed with SIGKILL while jobs are in hand: every asset still ends published,
     // with exactly one `published` event. A separate worker is stopped first, so the broker
@@ -846,9 +840,7 @@ async fn whole_service(kind: Kind) {
     }
     d.kill_and_restart_worker();
     for id in &batch {
-        let state = d
-            .wait_state(&uploader, id, &["published", "held", "rejected"])
-            .await;
+        let state = d.settled(&uploader, id).await;
         assert_eq!(state["state"], "published", "{state}");
         let (_, prov) = d
             .get_json(&uploader, &format!("/v1/assets/{id}/provenance"))
