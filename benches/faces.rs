@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use asepsis_common::faces::{Detector, Redaction, Settings, YuNet, decode_upright};
+use asepsis_common::faces::{Detector, Settings, YuNet, decode_upright};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 // Measure with the `asepsis` binary's allocator: under glibc's malloc, tract's large per-run
@@ -20,14 +20,7 @@ fn faces(c: &mut Criterion) {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
     let settings = Settings {
         model_path: shared.join("models/face_detection_yunet_2023mar.onnx"),
-        model_sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4".into(),
-        high_threshold: 0.8,
-        low_threshold: 0.5,
-        tile_above_px: 1280,
-        max_pixels: 100_000_000,
-        max_decode_bytes: 1 << 30,
-        redaction: Redaction::Pixelate,
-        redaction_margin: 0.25,
+        ..Settings::default()
     };
     let yunet = YuNet::load(settings.clone()).unwrap();
     let bytes = std::fs::read(shared.join("faces/pil-hopper.jpg")).unwrap();

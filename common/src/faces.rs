@@ -120,8 +120,9 @@ impl Detector for Unavailable {
     }
 }
 
-/// Detector settings (`[faces]` in the configuration).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Detector settings (`[faces]` in the configuration; the defaults are those of
+/// `config/defaults.toml`, which a config test keeps equal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Path of `face_detection_yunet_2023mar.onnx`.
@@ -141,6 +142,22 @@ pub struct Settings {
     pub redaction: Redaction,
     /// Each face box is grown by this fraction of its size on every side before redaction.
     pub redaction_margin: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model_path: "./models/face_detection_yunet_2023mar.onnx".into(),
+            model_sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4".into(),
+            high_threshold: 0.8,
+            low_threshold: 0.5,
+            tile_above_px: 1280,
+            max_pixels: 100_000_000,
+            max_decode_bytes: 1 << 30,
+            redaction: Redaction::Pixelate,
+            redaction_margin: 0.25,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,14 +18,7 @@ fn shared(path: &str) -> PathBuf {
 fn settings() -> Settings {
     Settings {
         model_path: shared("models/face_detection_yunet_2023mar.onnx"),
-        model_sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4".into(),
-        high_threshold: 0.8,
-        low_threshold: 0.5,
-        tile_above_px: 1280,
-        max_pixels: 100_000_000,
-        max_decode_bytes: 1 << 30,
-        redaction: Redaction::Pixelate,
-        redaction_margin: 0.25,
+        ..Settings::default()
     }
 }
 

@@ -239,6 +239,13 @@ mod tests {
     }
 
     #[test]
+    fn face_defaults_match_the_code() -> Result<(), ConfigError> {
+        let s = Settings::from_figment(base())?;
+        assert_eq!(s.faces, Faces::default());
+        Ok(())
+    }
+
+    #[test]
     fn defaults_are_embedded_and_local() -> Result<(), ConfigError> {
         let s = Settings::from_figment(base())?;
         assert!(matches!(s.queue.backend, QueueBackend::Embedded));

@@ -21,13 +21,18 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use uuid::Uuid;
 
-fn corpus(path: &str) -> Vec<u8> {
+/// A file of ../shared (the corpus, the labelled faces).
+fn shared(path: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/corpus")
+            .join("../../shared")
             .join(path),
     )
     .unwrap()
+}
+
+fn corpus(path: &str) -> Vec<u8> {
+    shared(&format!("corpus/{path}"))
 }
 
 fn jobs(dir: &Path) -> (AssetJobs, Arc<InProcess>) {
@@ -262,26 +267,14 @@ fn yunet() -> Arc<asepsis_common::faces::YuNet> {
     Arc::new(
         asepsis_common::faces::YuNet::load(asepsis_common::faces::Settings {
             model_path: root.join("face_detection_yunet_2023mar.onnx"),
-            model_sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4".into(),
-            high_threshold: 0.8,
-            low_threshold: 0.5,
-            tile_above_px: 1280,
-            max_pixels: 100_000_000,
-            max_decode_bytes: 1 << 30,
-            redaction: asepsis_common::faces::Redaction::Pixelate,
-            redaction_margin: 0.25,
+            ..Default::default()
         })
         .unwrap(),
     )
 }
 
 fn face(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/faces")
-            .join(name),
-    )
-    .unwrap()
+    shared(&format!("faces/{name}"))
 }
 
 /// A log sink for one test: everything the worker logs while it runs.
