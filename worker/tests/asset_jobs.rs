@@ -97,6 +97,17 @@ async fn receive(jobs: &AssetJobs, bytes: Vec<u8>, consent_id: Uuid) -> Uuid {
     asset
 }
 
+/// The decrypted derivative of an asset.
+async fn derivative(jobs: &AssetJobs, asset: Uuid) -> Vec<u8> {
+    let (_, stream) = jobs
+        .storage
+        .get_blob(asset, Role::Derivative)
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    chunks.concat()
+}
+
 fn names(events: &[provenance::SignedEvent]) -> Vec<&'static str> {
     events.iter().map(|e| e.event.what.name()).collect()
 }
@@ -138,13 +149,7 @@ async fn identifiable_consent_publishes_a_stripped_encrypted_derivative() {
     let note = published.try_recv().unwrap();
     assert_eq!((note.asset_id, note.event.as_str()), (asset, "published"));
 
-    let (_, stream) = jobs
-        .storage
-        .get_blob(asset, Role::Derivative)
-        .await
-        .unwrap();
-    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
-    verify(&chunks.concat(), &Limits::default()).unwrap();
+    verify(&derivative(&jobs, asset).await, &Limits::default()).unwrap();
 
     // Redelivered: nothing happens twice.
     assert_eq!(jobs.handle(Job::new(asset), 2).await, Outcome::Done);
@@ -341,13 +346,7 @@ async fn the_policy_with_a_real_face_detector() {
         );
         assert_eq!(log.has("redacted"), redacted, "{scope:?} {name}");
         if redacted {
-            let (_, stream) = jobs
-                .storage
-                .get_blob(asset, Role::Derivative)
-                .await
-                .unwrap();
-            let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
-            let published = chunks.concat();
+            let published = derivative(&jobs, asset).await;
             verify(&published, &Limits::default()).unwrap();
             assert_eq!(detector.scan(&published).verdict, Verdict::None);
             let s = detector.settings();
