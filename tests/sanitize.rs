@@ -206,3 +206,29 @@ fn exit_status_is_0_only_when_every_file_is_clean() {
         "nothing written for a refused file"
     );
 }
+
+/// HEIC and AVIF outputs open in Pillow (pillow-heif's own libheif for HEIF, Pillow's libavif
+/// for AVIF: readers that share no code with ours) to the original's pixels.
+#[test]
+fn heif_and_avif_outputs_decode_in_pillow_to_the_original_pixels() {
+    for folder in ["heic", "avif"] {
+        let out = tempfile::tempdir().unwrap();
+        let result = sanitize(&[corpus().join(folder)], out.path(), &out.path().join("r.json"));
+        assert_eq!(
+            result.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        std::fs::remove_file(out.path().join("r.json")).unwrap();
+        let check = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/same_pixels.py"))
+            .arg(corpus().join(folder))
+            .arg(out.path())
+            .output()
+            .expect("python3 with Pillow and pillow-heif (scripts/test installs them)");
+        let stdout = String::from_utf8_lossy(&check.stdout);
+        eprintln!("{stdout}{}", String::from_utf8_lossy(&check.stderr));
+        assert!(check.status.success(), "{folder}: {stdout}");
+    }
+}

@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod support;
+
 use asepsis_common::media::{Format, Limits, StripError, heif_item_bytes, strip, verify};
+use support::heif_pixels;
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
@@ -95,12 +98,28 @@ fn clean_outputs_decode_to_identical_pixels() {
             continue;
         };
         if matches!(stripped.report.format, Format::Heif | Format::Avif) {
-            // No HEVC/AV1 decoder here: the coded bytes of every kept item must be the same.
+            // The coded bytes of every kept item are the same, and libheif (a real decoder)
+            // reads the output to the original's pixels.
             let before = heif_item_bytes(&bytes, &limits).unwrap();
             let after = heif_item_bytes(&stripped.bytes, &limits).unwrap();
             assert!(!after.is_empty(), "{path}");
             for (id, data) in &after {
                 assert!(before.get(id) == Some(data), "{path}: item {id} changed");
+            }
+            match (heif_pixels(&bytes), heif_pixels(&stripped.bytes)) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!((a.0, a.1), (b.0, b.1), "{path}: size");
+                    assert!(a.2 == b.2, "{path}: pixels differ");
+                    eprintln!("{path}: libheif decodes {}x{}, same pixels", a.0, a.1);
+                }
+                // A file with no decodable image (exiftool's 623-byte structure sample): the
+                // output must still parse, and fail to decode exactly as the original does.
+                (Err(a), Err(b)) => {
+                    support::heif_parses(&stripped.bytes).unwrap();
+                    assert_eq!(a, b, "{path}");
+                    eprintln!("{path}: neither decodes ({a})");
+                }
+                (a, b) => panic!("{path}: libheif decodes before: {a:?}, after: {b:?}", a = a.err(), b = b.err()),
             }
             compared += 1;
             continue;
@@ -223,4 +242,79 @@ fn bigtiff_and_multipage_keep_every_page_s_pixels() {
         }
         assert!(!d.more_images(), "{name}: no extra page");
     }
+}
+
+/// The box layout of `hdlr` (ISO/IEC 14496-12 §8.4.3): 24 bytes of fixed fields, then the
+/// name. Regression: the rebuilt box was 4 bytes short and libheif refused every output.
+#[test]
+fn hdlr_with_an_empty_or_a_long_name_comes_out_decodable() {
+    let limits = Limits::default();
+    let original = std::fs::read(corpus().join("avif/pillow-icc_profile.avif")).unwrap();
+    let want = heif_pixels(&original).unwrap();
+    for name in [&b""[..], &[b'n'; 300][..]] {
+        let file = with_hdlr_name(&original, name);
+        assert_eq!(heif_pixels(&file).unwrap(), want, "the fixture itself decodes");
+        let stripped = strip(&file, &limits).unwrap();
+        assert_eq!(
+            stripped.report.removed.contains(&"HEIF:hdlr name".to_owned()),
+            !name.is_empty(),
+            "{:?}",
+            stripped.report.removed
+        );
+        assert_eq!(heif_pixels(&stripped.bytes).unwrap(), want, "name of {} bytes", name.len());
+    }
+}
+
+/// The file with `hdlr`'s name replaced, written here apart from the stripper: ftyp, meta, mdat
+/// with an iloc of version 0, 4-byte offsets and lengths and no base offset, whose extents
+/// shift by how much hdlr grew.
+fn with_hdlr_name(file: &[u8], name: &[u8]) -> Vec<u8> {
+    let u32_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let boxes = |b: &[u8], mut at: usize, end: usize| {
+        let mut out = Vec::new();
+        while at < end {
+            let size = u32_at(b, at) as usize;
+            out.push((b[at + 4..at + 8].to_vec(), at, at + size));
+            at += size;
+        }
+        out
+    };
+    let sized = |kind: &[u8], body: &[u8]| {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    };
+    let top = boxes(file, 0, file.len());
+    let kinds: Vec<&[u8]> = top.iter().map(|(k, _, _)| &k[..]).collect();
+    assert_eq!(kinds, [&b"ftyp"[..], b"meta", b"mdat"]);
+    let (_, meta_start, meta_end) = top[1];
+    let children = boxes(file, meta_start + 12, meta_end);
+    let (_, hdlr_start, hdlr_end) = children.iter().find(|c| c.0 == b"hdlr").unwrap().clone();
+    let hdlr = sized(b"hdlr", &[&file[hdlr_start + 8..hdlr_start + 32], name, &[0]].concat());
+    let grown = hdlr.len() as i64 - (hdlr_end - hdlr_start) as i64;
+    let mut meta = file[meta_start + 8..meta_start + 12].to_vec();
+    for (kind, start, end) in &children {
+        match &kind[..] {
+            b"hdlr" => meta.extend_from_slice(&hdlr),
+            b"iloc" => {
+                let mut iloc = file[*start..*end].to_vec();
+                assert_eq!(&iloc[8..14], &[0, 0, 0, 0, 0x44, 0x00], "iloc v0, 4-byte fields");
+                let items = u16::from_be_bytes([iloc[14], iloc[15]]);
+                let mut at = 16;
+                for _ in 0..items {
+                    let extents = u16::from_be_bytes([iloc[at + 4], iloc[at + 5]]);
+                    at += 6;
+                    for _ in 0..extents {
+                        let offset = u32_at(&iloc, at) as i64 + grown;
+                        iloc[at..at + 4].copy_from_slice(&(offset as u32).to_be_bytes());
+                        at += 8;
+                    }
+                }
+                meta.extend_from_slice(&iloc);
+            }
+            _ => meta.extend_from_slice(&file[*start..*end]),
+        }
+    }
+    [&file[..top[0].2], &sized(b"meta", &meta), &file[top[2].1..]].concat()
 }

@@ -18,6 +18,17 @@ const META_KEEP: [&[u8; 4]; 8] = [
 ];
 const TOP_KEEP: [&[u8; 4]; 3] = [b"ftyp", b"meta", b"mdat"];
 
+/// Field sizes of the boxes this module rebuilds (ISO/IEC 14496-12 §4.2, §8.4.3), written once
+/// for [`strip`] and [`verify`] both.
+///
+/// A FullBox starts with version (1 byte) and flags (3 bytes).
+const FULLBOX_HEADER: usize = 4;
+/// `hdlr`: FullBox header, `pre_defined` (u32), `handler_type` (4 bytes), `reserved` (3 × u32),
+/// then `name`, a NUL-terminated UTF-8 string. 24 bytes before the name.
+const HDLR_FIXED: usize = FULLBOX_HEADER + 4 + 4 + 3 * 4;
+/// A rebuilt `hdlr` body: the fixed fields and an empty name (one NUL).
+const HDLR_BODY: usize = HDLR_FIXED + 1;
+
 fn bad(format: Format, problem: impl Into<String>) -> StripError {
     StripError::malformed(format, problem)
 }
@@ -111,18 +122,32 @@ struct Item {
     content_type: String,
 }
 
-/// `iinf`: item id → type (and content type for `mime`), with each infe's box range.
+/// `iinf`: item id → type (and content type for `mime`), with each infe's box range. With
+/// `exact`, `entry_count` must be the number of `infe` boxes and nothing else may be inside.
 fn read_iinf(
     bytes: &[u8],
     b: Bx,
     f: Format,
     limits: &Limits,
     count: &mut usize,
+    exact: bool,
 ) -> Result<Vec<(u32, Item, Bx)>, StripError> {
     let version = *bytes.get(b.body).ok_or_else(|| bad(f, "short iinf"))?;
-    let first = b.body + 4 + if version == 0 { 2 } else { 4 };
+    let at = b.body + FULLBOX_HEADER;
+    let (entries, first) = if version == 0 {
+        (read_u16(bytes, at, true).map(u32::from), at + 2)
+    } else {
+        (read_u32(bytes, at, true), at + 4)
+    };
+    let entries = entries.ok_or_else(|| bad(f, "short iinf"))?;
+    let children = boxes(bytes, first, b.end, f, limits, count)?;
+    if exact
+        && (children.len() != entries as usize || children.iter().any(|c| &c.kind != b"infe"))
+    {
+        return Err(bad(f, "iinf's entry count does not match its infe boxes"));
+    }
     let mut out = Vec::new();
-    for infe in boxes(bytes, first, b.end, f, limits, count)? {
+    for infe in children {
         if &infe.kind != b"infe" {
             continue;
         }
@@ -132,11 +157,11 @@ fn read_iinf(
         }
         let (id, at) = if v == 2 {
             (
-                read_u16(bytes, infe.body + 4, true).map(u32::from),
+                read_u16(bytes, infe.body + FULLBOX_HEADER, true).map(u32::from),
                 infe.body + 6,
             )
         } else {
-            (read_u32(bytes, infe.body + 4, true), infe.body + 8)
+            (read_u32(bytes, infe.body + FULLBOX_HEADER, true), infe.body + FULLBOX_HEADER + 4)
         };
         let id = id.ok_or_else(|| bad(f, "short infe"))?;
         let kind: [u8; 4] = bytes
@@ -173,10 +198,17 @@ struct Iloc {
     items: Vec<Loc>,
 }
 
-fn read_iloc(bytes: &[u8], b: Bx, f: Format, limits: &Limits) -> Result<Iloc, StripError> {
+/// With `exact`, the fields must fill the box to its last byte (a rebuilt box has no slack).
+fn read_iloc(
+    bytes: &[u8],
+    b: Bx,
+    f: Format,
+    limits: &Limits,
+    exact: bool,
+) -> Result<Iloc, StripError> {
     let short = || bad(f, "short iloc");
     let version = *bytes.get(b.body).ok_or_else(short)?;
-    let sizes = read_u16(bytes, b.body + 4, true).ok_or_else(short)?;
+    let sizes = read_u16(bytes, b.body + FULLBOX_HEADER, true).ok_or_else(short)?;
     let (offset_size, length_size, base_size) = (
         usize::from(sizes >> 12),
         usize::from((sizes >> 8) & 15),
@@ -244,6 +276,9 @@ fn read_iloc(bytes: &[u8], b: Bx, f: Format, limits: &Limits) -> Result<Iloc, St
     if at > b.end {
         return Err(short());
     }
+    if exact && at != b.end {
+        return Err(bad(f, "iloc has bytes past its last item"));
+    }
     Ok(Iloc {
         version,
         offset_size,
@@ -308,13 +343,15 @@ fn write_iloc(
     Ok(body)
 }
 
-/// `iref`: (type, from, to list) references, and the id width.
+/// `iref`: (type, from, to list) references, and the id width. With `exact`, each reference
+/// box must hold its fields and nothing more.
 fn read_iref(
     bytes: &[u8],
     b: Bx,
     f: Format,
     limits: &Limits,
     count: &mut usize,
+    exact: bool,
 ) -> Result<(u8, Vec<Reference>), StripError> {
     let version = *bytes.get(b.body).ok_or_else(|| bad(f, "short iref"))?;
     let w = if version == 0 { 2 } else { 4 };
@@ -326,13 +363,16 @@ fn read_iref(
         }
     };
     let mut out = Vec::new();
-    for r in boxes(bytes, b.body + 4, b.end, f, limits, count)? {
+    for r in boxes(bytes, b.body + FULLBOX_HEADER, b.end, f, limits, count)? {
         let from = id(r.body).ok_or_else(|| bad(f, "short iref"))?;
         let n = read_u16(bytes, r.body + w, true).ok_or_else(|| bad(f, "short iref"))?;
         let to = (0..usize::from(n))
             .map(|i| id(r.body + w + 2 + i * w))
             .collect::<Option<Vec<u32>>>()
             .ok_or_else(|| bad(f, "short iref"))?;
+        if exact && r.end != r.body + w + 2 + to.len() * w {
+            return Err(bad(f, "an iref reference box is not the size of its fields"));
+        }
         out.push((r.kind, from, to));
     }
     Ok((version, out))
@@ -347,13 +387,13 @@ pub fn strip(
     let mut count = 0;
     let top = boxes(bytes, 0, bytes.len(), f, limits, &mut count)?;
     if top.iter().any(|b| &b.kind == b"moov") {
-        return Err(StripError::Unsupported("HEIF/AVIF image sequences"));
+        return Err(StripError::NotStill("HEIF/AVIF image sequences"));
     }
     let meta = *top
         .iter()
         .find(|b| &b.kind == b"meta")
         .ok_or_else(|| bad(f, "no meta box"))?;
-    let children = boxes(bytes, meta.body + 4, meta.end, f, limits, &mut count)?;
+    let children = boxes(bytes, meta.body + FULLBOX_HEADER, meta.end, f, limits, &mut count)?;
     let child = |k: &[u8; 4]| children.iter().find(|c| &c.kind == k).copied();
     let mut removed = BTreeSet::new();
     let mut summary = ExifSummary::default();
@@ -364,15 +404,17 @@ pub fn strip(
         f,
         limits,
         &mut count,
+        false,
     )?;
     let iloc = read_iloc(
         bytes,
         child(b"iloc").ok_or_else(|| bad(f, "no iloc"))?,
         f,
         limits,
+        false,
     )?;
     let (iref_version, refs) = match child(b"iref") {
-        Some(b) => read_iref(bytes, b, f, limits, &mut count)?,
+        Some(b) => read_iref(bytes, b, f, limits, &mut count, false)?,
         None => (0, Vec::new()),
     };
     let data_of = |id: u32| -> Vec<u8> {
@@ -436,9 +478,9 @@ pub fn strip(
     if let Some(pitm) = child(b"pitm") {
         let v = bytes.get(pitm.body).copied().unwrap_or(0);
         let primary = if v == 0 {
-            read_u16(bytes, pitm.body + 4, true).map(u32::from)
+            read_u16(bytes, pitm.body + FULLBOX_HEADER, true).map(u32::from)
         } else {
-            read_u32(bytes, pitm.body + 4, true)
+            read_u32(bytes, pitm.body + FULLBOX_HEADER, true)
         };
         if primary.is_some_and(|p| drop.contains(&p)) {
             return Err(bad(f, "the primary item is metadata or a thumbnail"));
@@ -451,24 +493,25 @@ pub fn strip(
         .collect();
 
     // Rebuild meta's children.
-    let mut meta_body = bytes[meta.body..meta.body + 4].to_vec();
+    let mut meta_body = bytes[meta.body..meta.body + FULLBOX_HEADER].to_vec();
     let mut iloc_at = None;
     let mut idat_range = None;
     for c in &children {
         match &c.kind {
             b"hdlr" => {
-                // version/flags, pre_defined, handler type, 3 reserved words; the name goes.
+                // The fixed fields stay; the name goes.
                 let fixed = bytes
-                    .get(c.body..c.body + 20)
+                    .get(c.body..c.body + HDLR_FIXED)
+                    .filter(|_| c.end >= c.body + HDLR_FIXED)
                     .ok_or_else(|| bad(f, "short hdlr"))?;
-                if c.end > c.body + 21 {
+                if bytes[c.body + HDLR_FIXED..c.end].iter().any(|&b| b != 0) {
                     removed.insert("HEIF:hdlr name".to_owned());
                 }
                 push_box(&mut meta_body, b"hdlr", &[fixed, &[0]].concat());
             }
             b"iinf" => {
                 let version = bytes[c.body];
-                let mut body = bytes[c.body..c.body + 4].to_vec();
+                let mut body = bytes[c.body..c.body + FULLBOX_HEADER].to_vec();
                 let kept: Vec<&(u32, Item, Bx)> = items
                     .iter()
                     .filter(|(id, _, _)| keep.contains(id))
@@ -678,7 +721,7 @@ fn clean_properties(
                     }
                 }
                 b"udes" => {
-                    raw[from + 4..to].fill(0);
+                    raw[from + FULLBOX_HEADER..to].fill(0);
                     removed.insert("HEIF:udes description".to_owned());
                 }
                 _ => {}
@@ -706,14 +749,15 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
         return fail("no meta box".into());
     };
     let children =
-        boxes(bytes, meta.body + 4, meta.end, format, limits, &mut count).map_err(as_verify)?;
+        boxes(bytes, meta.body + FULLBOX_HEADER, meta.end, format, limits, &mut count).map_err(as_verify)?;
     let mut extents: Vec<(usize, usize)> = Vec::new();
     for c in &children {
         match &c.kind {
-            b"hdlr" if c.end == c.body + 21 && bytes[c.end - 1] == 0 => {}
+            b"hdlr" if c.end - c.body == HDLR_BODY && bytes[c.end - 1] == 0 => {}
+            b"hdlr" => return fail("hdlr is not its fixed fields and an empty name".into()),
             b"iinf" => {
                 for (_, item, _) in
-                    read_iinf(bytes, *c, format, limits, &mut count).map_err(as_verify)?
+                    read_iinf(bytes, *c, format, limits, &mut count, true).map_err(as_verify)?
                 {
                     if matches!(&item.kind, b"Exif" | b"mime" | b"uri ") {
                         return fail(format!(
@@ -725,7 +769,7 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
             }
             b"iref" => {
                 let (_, refs) =
-                    read_iref(bytes, *c, format, limits, &mut count).map_err(as_verify)?;
+                    read_iref(bytes, *c, format, limits, &mut count, true).map_err(as_verify)?;
                 if let Some((k, _, _)) = refs.iter().find(|(k, _, _)| k == b"thmb" || k == b"cdsc")
                 {
                     return fail(format!(
@@ -735,7 +779,7 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
                 }
             }
             b"iloc" => {
-                for loc in read_iloc(bytes, *c, format, limits)
+                for loc in read_iloc(bytes, *c, format, limits, true)
                     .map_err(as_verify)?
                     .items
                     .iter()
@@ -764,7 +808,7 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
                             return fail("ICC profile is not clean".into());
                         }
                         if &prop.kind == b"udes"
-                            && body.get(4..).is_some_and(|d| d.iter().any(|&b| b != 0))
+                            && body.get(FULLBOX_HEADER..).is_some_and(|d| d.iter().any(|&b| b != 0))
                         {
                             return fail("udes description is not blank".into());
                         }
@@ -803,7 +847,7 @@ pub fn item_bytes(
         .iter()
         .find(|b| &b.kind == b"meta")
         .ok_or_else(|| bad(format, "no meta box"))?;
-    let children = boxes(bytes, meta.body + 4, meta.end, format, limits, &mut count)?;
+    let children = boxes(bytes, meta.body + FULLBOX_HEADER, meta.end, format, limits, &mut count)?;
     let iloc = children
         .iter()
         .find(|c| &c.kind == b"iloc")
@@ -813,7 +857,7 @@ pub fn item_bytes(
         .find(|c| &c.kind == b"idat")
         .map(|c| &bytes[c.body..c.end]);
     let mut out = BTreeMap::new();
-    for loc in read_iloc(bytes, *iloc, format, limits)?.items {
+    for loc in read_iloc(bytes, *iloc, format, limits, false)?.items {
         let source = match loc.method {
             0 => bytes,
             1 => idat.unwrap_or_default(),
@@ -862,6 +906,18 @@ mod tests {
                 }
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_image_sequence_is_refused_as_not_still() {
+        let mut file = Vec::new();
+        push_box(&mut file, b"ftyp", b"avis\0\0\0\0avismif1");
+        push_box(&mut file, b"moov", &[]);
+        let err = strip(&file, Format::Avif, &Limits::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "HEIF/AVIF image sequences are not accepted: only still images are"
         );
     }
 }

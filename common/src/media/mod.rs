@@ -167,6 +167,8 @@ pub enum StripError {
     UnknownFormat,
     #[error("{0} files are not accepted yet")]
     Unsupported(&'static str),
+    #[error("{0} are not accepted: only still images are")]
+    NotStill(&'static str),
     #[error("limit {limit} exceeded: {actual} > {max}")]
     Limit {
         limit: &'static str,
