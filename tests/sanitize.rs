@@ -213,7 +213,11 @@ fn exit_status_is_0_only_when_every_file_is_clean() {
 fn heif_and_avif_outputs_decode_in_pillow_to_the_original_pixels() {
     for folder in ["heic", "avif"] {
         let out = tempfile::tempdir().unwrap();
-        let result = sanitize(&[corpus().join(folder)], out.path(), &out.path().join("r.json"));
+        let result = sanitize(
+            &[corpus().join(folder)],
+            out.path(),
+            &out.path().join("r.json"),
+        );
         assert_eq!(
             result.status.code(),
             Some(0),

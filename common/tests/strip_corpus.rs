@@ -119,7 +119,11 @@ fn clean_outputs_decode_to_identical_pixels() {
                     assert_eq!(a, b, "{path}");
                     eprintln!("{path}: neither decodes ({a})");
                 }
-                (a, b) => panic!("{path}: libheif decodes before: {a:?}, after: {b:?}", a = a.err(), b = b.err()),
+                (a, b) => panic!(
+                    "{path}: libheif decodes before: {a:?}, after: {b:?}",
+                    a = a.err(),
+                    b = b.err()
+                ),
             }
             compared += 1;
             continue;
@@ -253,15 +257,27 @@ fn hdlr_with_an_empty_or_a_long_name_comes_out_decodable() {
     let want = heif_pixels(&original).unwrap();
     for name in [&b""[..], &[b'n'; 300][..]] {
         let file = with_hdlr_name(&original, name);
-        assert_eq!(heif_pixels(&file).unwrap(), want, "the fixture itself decodes");
+        assert_eq!(
+            heif_pixels(&file).unwrap(),
+            want,
+            "the fixture itself decodes"
+        );
         let stripped = strip(&file, &limits).unwrap();
         assert_eq!(
-            stripped.report.removed.contains(&"HEIF:hdlr name".to_owned()),
+            stripped
+                .report
+                .removed
+                .contains(&"HEIF:hdlr name".to_owned()),
             !name.is_empty(),
             "{:?}",
             stripped.report.removed
         );
-        assert_eq!(heif_pixels(&stripped.bytes).unwrap(), want, "name of {} bytes", name.len());
+        assert_eq!(
+            heif_pixels(&stripped.bytes).unwrap(),
+            want,
+            "name of {} bytes",
+            name.len()
+        );
     }
 }
 
@@ -291,7 +307,10 @@ fn with_hdlr_name(file: &[u8], name: &[u8]) -> Vec<u8> {
     let (_, meta_start, meta_end) = top[1];
     let children = boxes(file, meta_start + 12, meta_end);
     let (_, hdlr_start, hdlr_end) = children.iter().find(|c| c.0 == b"hdlr").unwrap().clone();
-    let hdlr = sized(b"hdlr", &[&file[hdlr_start + 8..hdlr_start + 32], name, &[0]].concat());
+    let hdlr = sized(
+        b"hdlr",
+        &[&file[hdlr_start + 8..hdlr_start + 32], name, &[0]].concat(),
+    );
     let grown = hdlr.len() as i64 - (hdlr_end - hdlr_start) as i64;
     let mut meta = file[meta_start + 8..meta_start + 12].to_vec();
     for (kind, start, end) in &children {
@@ -299,7 +318,11 @@ fn with_hdlr_name(file: &[u8], name: &[u8]) -> Vec<u8> {
             b"hdlr" => meta.extend_from_slice(&hdlr),
             b"iloc" => {
                 let mut iloc = file[*start..*end].to_vec();
-                assert_eq!(&iloc[8..14], &[0, 0, 0, 0, 0x44, 0x00], "iloc v0, 4-byte fields");
+                assert_eq!(
+                    &iloc[8..14],
+                    &[0, 0, 0, 0, 0x44, 0x00],
+                    "iloc v0, 4-byte fields"
+                );
                 let items = u16::from_be_bytes([iloc[14], iloc[15]]);
                 let mut at = 16;
                 for _ in 0..items {

@@ -28,6 +28,8 @@ const FULLBOX_HEADER: usize = 4;
 const HDLR_FIXED: usize = FULLBOX_HEADER + 4 + 4 + 3 * 4;
 /// A rebuilt `hdlr` body: the fixed fields and an empty name (one NUL).
 const HDLR_BODY: usize = HDLR_FIXED + 1;
+/// The widths `iloc` allows for its offset, length, base-offset and index fields (§8.11.3).
+const ILOC_FIELD_SIZES: [usize; 3] = [0, 4, 8];
 
 fn bad(format: Format, problem: impl Into<String>) -> StripError {
     StripError::malformed(format, problem)
@@ -141,8 +143,7 @@ fn read_iinf(
     };
     let entries = entries.ok_or_else(|| bad(f, "short iinf"))?;
     let children = boxes(bytes, first, b.end, f, limits, count)?;
-    if exact
-        && (children.len() != entries as usize || children.iter().any(|c| &c.kind != b"infe"))
+    if exact && (children.len() != entries as usize || children.iter().any(|c| &c.kind != b"infe"))
     {
         return Err(bad(f, "iinf's entry count does not match its infe boxes"));
     }
@@ -161,7 +162,10 @@ fn read_iinf(
                 infe.body + 6,
             )
         } else {
-            (read_u32(bytes, infe.body + FULLBOX_HEADER, true), infe.body + FULLBOX_HEADER + 4)
+            (
+                read_u32(bytes, infe.body + FULLBOX_HEADER, true),
+                infe.body + FULLBOX_HEADER + 4,
+            )
         };
         let id = id.ok_or_else(|| bad(f, "short infe"))?;
         let kind: [u8; 4] = bytes
@@ -219,6 +223,12 @@ fn read_iloc(
     } else {
         0
     };
+    if [offset_size, length_size, base_size, index_size]
+        .iter()
+        .any(|w| !ILOC_FIELD_SIZES.contains(w))
+    {
+        return Err(bad(f, "iloc field sizes must be 0, 4 or 8 bytes"));
+    }
     let mut at = b.body + 6;
     let count = if version < 2 {
         read_u16(bytes, at, true).map(u32::from)
@@ -371,7 +381,10 @@ fn read_iref(
             .collect::<Option<Vec<u32>>>()
             .ok_or_else(|| bad(f, "short iref"))?;
         if exact && r.end != r.body + w + 2 + to.len() * w {
-            return Err(bad(f, "an iref reference box is not the size of its fields"));
+            return Err(bad(
+                f,
+                "an iref reference box is not the size of its fields",
+            ));
         }
         out.push((r.kind, from, to));
     }
@@ -393,7 +406,14 @@ pub fn strip(
         .iter()
         .find(|b| &b.kind == b"meta")
         .ok_or_else(|| bad(f, "no meta box"))?;
-    let children = boxes(bytes, meta.body + FULLBOX_HEADER, meta.end, f, limits, &mut count)?;
+    let children = boxes(
+        bytes,
+        meta.body + FULLBOX_HEADER,
+        meta.end,
+        f,
+        limits,
+        &mut count,
+    )?;
     let child = |k: &[u8; 4]| children.iter().find(|c| &c.kind == k).copied();
     let mut removed = BTreeSet::new();
     let mut summary = ExifSummary::default();
@@ -748,8 +768,15 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
     let Some(meta) = top.iter().find(|b| &b.kind == b"meta") else {
         return fail("no meta box".into());
     };
-    let children =
-        boxes(bytes, meta.body + FULLBOX_HEADER, meta.end, format, limits, &mut count).map_err(as_verify)?;
+    let children = boxes(
+        bytes,
+        meta.body + FULLBOX_HEADER,
+        meta.end,
+        format,
+        limits,
+        &mut count,
+    )
+    .map_err(as_verify)?;
     let mut extents: Vec<(usize, usize)> = Vec::new();
     for c in &children {
         match &c.kind {
@@ -808,7 +835,9 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
                             return fail("ICC profile is not clean".into());
                         }
                         if &prop.kind == b"udes"
-                            && body.get(FULLBOX_HEADER..).is_some_and(|d| d.iter().any(|&b| b != 0))
+                            && body
+                                .get(FULLBOX_HEADER..)
+                                .is_some_and(|d| d.iter().any(|&b| b != 0))
                         {
                             return fail("udes description is not blank".into());
                         }
@@ -847,7 +876,14 @@ pub fn item_bytes(
         .iter()
         .find(|b| &b.kind == b"meta")
         .ok_or_else(|| bad(format, "no meta box"))?;
-    let children = boxes(bytes, meta.body + FULLBOX_HEADER, meta.end, format, limits, &mut count)?;
+    let children = boxes(
+        bytes,
+        meta.body + FULLBOX_HEADER,
+        meta.end,
+        format,
+        limits,
+        &mut count,
+    )?;
     let iloc = children
         .iter()
         .find(|c| &c.kind == b"iloc")
@@ -919,5 +955,20 @@ mod tests {
             err.to_string(),
             "HEIF/AVIF image sequences are not accepted: only still images are"
         );
+    }
+
+    /// Found by the HEIF round-trip property: an `iloc` field width of 9 overflowed a shift
+    /// when the box was rewritten. Only 0, 4 and 8 are allowed.
+    #[test]
+    fn iloc_field_widths_other_than_0_4_8_are_refused() {
+        let iloc = [0, 0, 0, 0, 0x94, 0x00, 0, 0];
+        let mut meta = vec![0, 0, 0, 0];
+        push_box(&mut meta, b"iinf", &[0, 0, 0, 0, 0, 0]);
+        push_box(&mut meta, b"iloc", &iloc);
+        let mut file = Vec::new();
+        push_box(&mut file, b"ftyp", b"heic\0\0\0\0mif1heic");
+        push_box(&mut file, b"meta", &meta);
+        let err = strip(&file, Format::Heif, &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("iloc field sizes"), "{err}");
     }
 }

@@ -17,10 +17,7 @@ pub fn heif_pixels(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
     let image = LibHeif::new()
         .decode(&handle, ColorSpace::Rgb(chroma), None)
         .map_err(|e| e.message)?;
-    let plane = image
-        .planes()
-        .interleaved
-        .ok_or("no interleaved plane")?;
+    let plane = image.planes().interleaved.ok_or("no interleaved plane")?;
     let row = plane.width as usize * channels;
     let mut pixels = Vec::with_capacity(row * plane.height as usize);
     for y in 0..plane.height as usize {
