@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use asepsis_common::envelope::{
-    DEFAULT_SEGMENT_SIZE, DataKey, Header, Role, SegmentCipher, TAG_LEN,
+    BlobRole, DEFAULT_SEGMENT_SIZE, DataKey, Header, SegmentCipher, TAG_LEN,
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
@@ -22,7 +22,7 @@ fn cipher() -> SegmentCipher {
         &DataKey::generate().unwrap(),
         header,
         Uuid::new_v4(),
-        Role::Original,
+        BlobRole::Original,
     )
 }
 

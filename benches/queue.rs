@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asepsis_common::job::Job;
-use asepsis_common::queue::{EmbeddedQueue, Policy, Queue, RabbitQueue};
+use asepsis_queue::{EmbeddedQueue, Queue, RabbitQueue, RetryPolicy};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 
 /// Publishes in flight at once: the broker's confirms are pipelined, not awaited one by one.
 const PUBLISHERS: usize = 64;
 
-fn policy() -> Policy {
-    Policy {
+fn policy() -> RetryPolicy {
+    RetryPolicy {
         max_attempts: 5,
         retry_delays: vec![Duration::from_secs(1)],
     }

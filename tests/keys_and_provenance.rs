@@ -7,10 +7,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use asepsis_common::envelope::Role;
-use asepsis_common::keys::LocalKeyring;
-use asepsis_common::provenance::{EventKind, Signer};
-use asepsis_common::storage::Storage;
+use asepsis_common::envelope::BlobRole;
+use asepsis_common::policy::Decision;
+use asepsis_common::provenance::EventKind;
+use asepsis_store::keyring::LocalKeyring;
+use asepsis_store::{Storage, signing_key};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use uuid::Uuid;
@@ -57,13 +58,17 @@ async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
     let asset = Uuid::new_v4();
     let plain = b"pixels".repeat(50_000);
     storage(data)
-        .put_blob(asset, Role::Original, std::io::Cursor::new(plain.clone()))
+        .put_blob(
+            asset,
+            BlobRole::Original,
+            std::io::Cursor::new(plain.clone()),
+        )
         .await
         .unwrap();
-    let signer = Signer::load_or_create(&data.join("keys/signing.pk8")).unwrap();
-    for decision in ["hold", "publish", "hold"] {
+    let signer = signing_key::load_or_create(&data.join("keys/signing.pk8")).unwrap();
+    for decision in [Decision::Hold, Decision::Publish, Decision::Hold] {
         let what = EventKind::Verdict {
-            decision: decision.into(),
+            decision,
             reason: "test".into(),
         };
         storage(data)
@@ -80,7 +85,10 @@ async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
         stdout(&rotated)
     );
     // Every blob still decrypts after the rotation.
-    let (_, stream) = storage(data).get_blob(asset, Role::Original).await.unwrap();
+    let (_, stream) = storage(data)
+        .get_blob(asset, BlobRole::Original)
+        .await
+        .unwrap();
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
     assert_eq!(chunks.concat(), plain);
 
@@ -92,7 +100,7 @@ async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
 
     let event = data.join(format!("store/events/{asset}/{:020}", 1));
     let text = std::fs::read_to_string(&event).unwrap();
-    std::fs::write(&event, text.replace("publish", "reject!")).unwrap();
+    std::fs::write(&event, text.replace("publish", "internal")).unwrap();
     let broken = asepsis(data, &["ctl", "verify", &asset_arg]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(stdout(&broken).contains("(seq 1)"), "{}", stdout(&broken));

@@ -1,4 +1,5 @@
-//! `asepsis up` as a user runs it: the real binary on embedded defaults, no config file.
+//! `asepsis up` as a user runs it: the real binary on embedded defaults, in an empty
+//! directory (no config file, no model file).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,6 +16,7 @@ fn start_up(data: &std::path::Path) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_asepsis"))
         .args(["up", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .current_dir(data) // an empty directory: no model file, no config
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -66,7 +68,11 @@ fn up_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
     let (mut child, addr, logs) = start_up(data.path());
 
     assert_eq!(http_get(&addr, "/healthz"), (200, "ok\n".to_owned()));
-    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    assert_eq!(
+        http_get(&addr, "/readyz"),
+        (200, "ready\n".to_owned()),
+        "the embedded face model scans with no model file on disk"
+    );
     let (status, metrics) = http_get(&addr, "/metrics");
     assert_eq!(status, 200);
     assert!(

@@ -7,7 +7,6 @@
 //! bcrypt) would add only CPU per request; a salt adds nothing either. A leaked record set
 //! lets nobody log in. Pure; never logs a key or a hash.
 
-use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +70,7 @@ pub fn valid_tenant(tenant: &str) -> bool {
 }
 
 fn sha256_hex(secret: &str) -> String {
-    hex::encode(digest(&SHA256, secret.as_bytes()))
+    crate::sha256_hex(secret.as_bytes())
 }
 
 /// Make a new key: its text (shown once) and the record to store.

@@ -1,14 +1,13 @@
 //! Consent records: what a subject agreed to, checked once when it is recorded, and the rules
 //! that decide whether an upload may name it and whether its assets may be published now.
 //!
-//! Pure: values and the current time in, decisions out; storing records is `storage`'s
+//! Pure: values and the current time in, decisions out; storing records is `asepsis-store`'s
 //! business. A record holds pseudonymous references only (`subject_ref`, the guardian's
 //! `name_ref`), and still nothing here or in a caller logs its fields: errors name the field,
 //! never its value.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// How far in the future a stated time may be before it is refused (clock skew).
@@ -16,7 +15,8 @@ const SKEW: time::Duration = time::Duration::minutes(5);
 /// Longest free-text reference accepted.
 const MAX_TEXT: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Written,
@@ -25,7 +25,8 @@ pub enum Method {
 }
 
 /// What publication the subject allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// The subject may be recognisable in what is published.
@@ -36,33 +37,35 @@ pub enum Scope {
     Internal,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Guardian {
     /// A reference to the guardian (a pseudonym or a record number, never a name).
     pub name_ref: String,
     pub relationship: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub obtained_at: OffsetDateTime,
 }
 
 /// The terms a client records (`POST /v1/consents`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Terms {
     /// A pseudonym for the subject, never a name.
     pub subject_ref: String,
     pub obtained_by: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub obtained_at: OffsetDateTime,
     pub method: Method,
     pub scope: Scope,
     pub purposes: Vec<String>,
     pub jurisdiction: String,
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<OffsetDateTime>,
     /// Version of the licence grant the uploader accepted.
     pub licence_version: String,

@@ -1,22 +1,22 @@
 //! Face scanning: does an image show a person's face? And hiding the faces it found.
 //!
 //! [`YuNet`] runs the YuNet detector (OpenCV Zoo `face_detection_yunet_2023mar.onnx`, fixed
-//! 1×3×640×640 input) in pure Rust with tract. Its file is pinned by SHA-256, checked at load,
-//! and the plan is built once. A scan decodes the image under limits, turns it upright by its
+//! 1×3×640×640 input) in pure Rust with tract. The model's bytes are passed in (the binary
+//! embeds them; reading an override file is the caller's business), pinned by SHA-256, checked
+//! at load, and the plan is built once. A scan decodes the image under limits, turns it upright by its
 //! EXIF Orientation, letterboxes the whole image into the network (so a close-up that fills
 //! the frame is seen), and for large images also looks at 640×640 tiles of a 2× larger copy
 //! (so small faces in a group are seen); detections are merged by non-maximum suppression.
 //! An image that cannot be decoded, or a missing or wrong model, is `not_scanned` with a
 //! reason, never `none`.
 //!
-//! [`redact`] pixelates or blurs each face box (grown by a margin) on decoded pixels and
+//! [`Detector::redact`] pixelates or blurs each face box (grown by a margin) on decoded pixels and
 //! re-encodes: the one place pixels change. Results carry boxes and scores, never pixels;
 //! nothing here logs.
 
 use std::io::Cursor;
 
 use image::{DynamicImage, GenericImageView, ImageDecoder, ImageReader, RgbImage};
-use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
@@ -77,21 +77,47 @@ impl Scan {
     }
 }
 
+/// A face detector. Scanning and redacting work on an image decoded once ([`Detector::decode`]);
+/// [`Detector::scan`] and [`Detector::redact`] do the decoding themselves.
 pub trait Detector: Send + Sync {
-    /// Scan an image (the original bytes: the detector reads its orientation itself).
-    fn scan(&self, image: &[u8]) -> Scan;
-
     /// `Err(reason)` when every scan would be `not_scanned` (for `/readyz`).
     ///
     /// # Errors
     /// The reason the detector cannot work.
     fn ready(&self) -> Result<(), String>;
 
-    /// Hide every face found and re-encode.
+    /// Decode an image (its bytes as uploaded) upright, under the detector's limits.
+    ///
+    /// # Errors
+    /// Why it cannot be scanned: no model, a format or file it cannot decode, a limit.
+    fn decode(&self, image: &[u8]) -> Result<DynamicImage, String>;
+
+    /// Scan a decoded, upright image.
+    fn scan_decoded(&self, image: &DynamicImage) -> Scan;
+
+    /// Hide every face found in `image` (decoded from `original`) and re-encode it in
+    /// `original`'s format (see [`Redacted`]).
+    ///
+    /// # Errors
+    /// Why it could not (no model, an image it cannot encode).
+    fn redact_decoded(&self, original: &[u8], image: DynamicImage) -> Result<Redacted, String>;
+
+    /// Scan an image's bytes (the detector reads its orientation itself).
+    fn scan(&self, image: &[u8]) -> Scan {
+        match self.decode(image) {
+            Ok(decoded) => self.scan_decoded(&decoded),
+            Err(why) => Scan::not_scanned(why),
+        }
+    }
+
+    /// Hide every face found in an image's bytes and re-encode.
     ///
     /// # Errors
     /// Why it could not (no model, an image it cannot decode or encode).
-    fn redact(&self, image: &[u8]) -> Result<Redacted, String>;
+    fn redact(&self, image: &[u8]) -> Result<Redacted, String> {
+        let decoded = self.decode(image)?;
+        self.redact_decoded(image, decoded)
+    }
 }
 
 /// An image with its faces hidden.
@@ -107,15 +133,19 @@ pub struct Redacted {
 pub struct Unavailable(pub String);
 
 impl Detector for Unavailable {
-    fn scan(&self, _image: &[u8]) -> Scan {
-        Scan::not_scanned(self.0.clone())
-    }
-
     fn ready(&self) -> Result<(), String> {
         Err(self.0.clone())
     }
 
-    fn redact(&self, _image: &[u8]) -> Result<Redacted, String> {
+    fn decode(&self, _image: &[u8]) -> Result<DynamicImage, String> {
+        Err(self.0.clone())
+    }
+
+    fn scan_decoded(&self, _image: &DynamicImage) -> Scan {
+        Scan::not_scanned(self.0.clone())
+    }
+
+    fn redact_decoded(&self, _original: &[u8], _image: DynamicImage) -> Result<Redacted, String> {
         Err(self.0.clone())
     }
 }
@@ -125,8 +155,10 @@ impl Detector for Unavailable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Path of `face_detection_yunet_2023mar.onnx`.
-    pub model_path: std::path::PathBuf,
+    /// A model file to use instead of the one the binary embeds (read by the binary, never
+    /// here); `None`: the embedded model.
+    #[serde(default)]
+    pub model_path: Option<std::path::PathBuf>,
     /// Its pinned SHA-256 (hex).
     pub model_sha256: String,
     /// A face scoring at least this makes the image `identifiable`.
@@ -147,7 +179,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            model_path: "./models/face_detection_yunet_2023mar.onnx".into(),
+            model_path: None,
             model_sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4".into(),
             high_threshold: 0.8,
             low_threshold: 0.5,
@@ -170,8 +202,8 @@ pub enum Redaction {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FaceError {
-    #[error("face model {path}: {problem}")]
-    Model { path: String, problem: String },
+    #[error("face model: {0}")]
+    Model(String),
     #[error("cannot decode the image: {0}")]
     Decode(String),
     #[error("the image is larger than the decode limit ({0})")]
@@ -199,19 +231,14 @@ pub struct YuNet {
 }
 
 impl YuNet {
-    /// Load and check the model, and build its plan.
+    /// Check the model's bytes against the pinned hash, and build its plan.
     ///
     /// # Errors
-    /// [`FaceError::Model`] when the file is missing, its hash is not the pinned one, or it
-    /// is not the YuNet graph expected.
-    pub fn load(settings: Settings) -> Result<Self, FaceError> {
-        let path = settings.model_path.clone();
-        let err = |problem: String| FaceError::Model {
-            path: path.display().to_string(),
-            problem,
-        };
-        let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
-        let sha256 = hex::encode(digest(&SHA256, &bytes));
+    /// [`FaceError::Model`] when its hash is not the pinned one, or it is not the YuNet graph
+    /// expected.
+    pub fn from_model(bytes: &[u8], settings: Settings) -> Result<Self, FaceError> {
+        let err = FaceError::Model;
+        let sha256 = crate::sha256_hex(bytes);
         if !sha256.eq_ignore_ascii_case(settings.model_sha256.trim()) {
             return Err(err(format!(
                 "SHA-256 is {sha256}, not the pinned {}",
@@ -219,7 +246,7 @@ impl YuNet {
             )));
         }
         let plan = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(&bytes))
+            .model_for_read(&mut Cursor::new(bytes))
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, SIDE, SIDE]).into()))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
@@ -359,9 +386,8 @@ impl YuNet {
         }
     }
 
-    fn try_scan(&self, bytes: &[u8]) -> Result<Scan, FaceError> {
-        let image = decode_upright(bytes, &self.settings)?;
-        let faces = self.faces_in(&image, self.settings.low_threshold, true)?;
+    fn try_scan(&self, image: &DynamicImage) -> Result<Scan, FaceError> {
+        let faces = self.faces_in(image, self.settings.low_threshold, true)?;
         Ok(Scan {
             verdict: self.verdict(&faces),
             faces,
@@ -370,19 +396,23 @@ impl YuNet {
         })
     }
 
-    /// Redact every face found at the low threshold, re-encode (see [`Redacted`]), and say
-    /// what was hidden. The caller strips and re-scans the output.
+    /// Redact every face found at the low threshold in `image` (decoded from `original`),
+    /// re-encode (see [`Redacted`]), and say what was hidden. The caller strips and re-scans
+    /// the output.
     ///
     /// # Errors
-    /// [`FaceError`] when the image cannot be decoded or re-encoded.
-    pub fn redact_faces(&self, bytes: &[u8]) -> Result<Redacted, FaceError> {
-        let mut image = decode_upright(bytes, &self.settings)?;
+    /// [`FaceError`] when the detector fails or the image cannot be re-encoded.
+    pub fn redact_faces(
+        &self,
+        original: &[u8],
+        mut image: DynamicImage,
+    ) -> Result<Redacted, FaceError> {
         let faces = self.faces_in(&image, self.settings.low_threshold, false)?;
         let margin = self.settings.redaction_margin;
         for face in &faces {
             hide(&mut image, face, margin, self.settings.redaction);
         }
-        let (bytes, format) = encode_like(bytes, &image)?;
+        let (bytes, format) = encode_like(original, &image)?;
         Ok(Redacted {
             bytes,
             format,
@@ -392,25 +422,22 @@ impl YuNet {
 }
 
 impl Detector for YuNet {
-    fn scan(&self, image: &[u8]) -> Scan {
-        self.try_scan(image)
-            .unwrap_or_else(|e| Scan::not_scanned(e.to_string()))
-    }
-
     fn ready(&self) -> Result<(), String> {
         Ok(())
     }
 
-    fn redact(&self, image: &[u8]) -> Result<Redacted, String> {
-        self.redact_faces(image).map_err(|e| e.to_string())
+    fn decode(&self, image: &[u8]) -> Result<DynamicImage, String> {
+        decode_upright(image, &self.settings).map_err(|e| e.to_string())
     }
-}
 
-/// The configured detector, or [`Unavailable`] with the reason it could not be loaded.
-pub fn load_or_unavailable(settings: Settings) -> std::sync::Arc<dyn Detector> {
-    match YuNet::load(settings) {
-        Ok(yunet) => std::sync::Arc::new(yunet),
-        Err(e) => std::sync::Arc::new(Unavailable(e.to_string())),
+    fn scan_decoded(&self, image: &DynamicImage) -> Scan {
+        self.try_scan(image)
+            .unwrap_or_else(|e| Scan::not_scanned(e.to_string()))
+    }
+
+    fn redact_decoded(&self, original: &[u8], image: DynamicImage) -> Result<Redacted, String> {
+        self.redact_faces(original, image)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -1,15 +1,16 @@
-//! The Asepsis domain core and the adapters both services share.
+//! asepsis-common: the pure core of Asepsis.
 //!
-//! Pure modules take bytes and typed values and return typed results: the job schema,
-//! stripping (`media`), consent rules (`consent`), API keys (`apikey`), the face-scan
-//! interface (`faces`), the publication policy (`policy`), the encrypted blob format
-//! (`envelope`), keys and provenance. Adapters that do I/O live in their own modules:
-//! `queue`, `notify`, `storage`, and the local key files (`keys::LocalKeyring`,
-//! `provenance::Signer::load_or_create`), whose paths callers pass in. Nothing here reads the
-//! environment or configuration: callers pass typed settings in.
+//! It takes bytes and typed values and returns typed results: stripping and verifying media
+//! (`media`), face detection and redaction over decoded pixels with the model's bytes passed
+//! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
+//! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`),
+//! consent rules (`consent`), the publication policy (`policy`), API-key parsing (`apikey`),
+//! and the job and notification schemas (`job`, `notify`).
+//!
+//! It must not do I/O: no tokio, no sockets, no files, no environment, no logging. Storage,
+//! queues and key files are `asepsis-store`'s and `asepsis-queue`'s; settings are passed in.
 
 pub mod apikey;
-pub mod asset;
 pub mod consent;
 pub mod envelope;
 pub mod faces;
@@ -17,7 +18,11 @@ pub mod job;
 pub mod keys;
 pub mod media;
 pub mod notify;
+pub mod pipeline;
 pub mod policy;
 pub mod provenance;
-pub mod queue;
-pub mod storage;
+
+/// Hex SHA-256 of `bytes` (content hashes in events, hashed secrets and keys).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}

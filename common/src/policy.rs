@@ -37,6 +37,25 @@ impl Decision {
     }
 }
 
+/// A reviewer's decision on a held asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// Publish, if the consent still allows it.
+    Approve,
+    Reject,
+}
+
+impl ReviewDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewDecision::Approve => "approve",
+            ReviewDecision::Reject => "reject",
+        }
+    }
+}
+
 /// Decide, with a reason a reviewer can read (no PHI: scope, verdict and flags only).
 pub fn decide(scope: Scope, verdict: Verdict, gps_in_original: bool) -> (Decision, String) {
     let (decision, why) = match (scope, verdict) {

@@ -7,18 +7,19 @@
 //! order, with no maps (so it is the same bytes on every machine). `prev` is the previous
 //! event's hash (empty for seq 0), and the hash is signed with Ed25519 by the writing
 //! service's key, whose id is in the event. Where events are stored, and how appends race, is
-//! `storage`'s business; this module is pure.
+//! `asepsis-store`'s business; this module is pure.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use ring::digest::{SHA256, digest};
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::Role;
+use crate::envelope::BlobRole;
+use crate::faces::Verdict;
+use crate::media::Format;
+use crate::policy::{Decision, ReviewDecision};
 
 pub const EVENT_VERSION: u32 = 1;
 
@@ -30,7 +31,7 @@ pub enum EventKind {
     Received {
         tenant: String,
         consent_id: Uuid,
-        format: String,
+        format: Format,
         size_bytes: u64,
         sha256: String,
     },
@@ -41,7 +42,7 @@ pub enum EventKind {
         gps_in_original: bool,
     },
     Scanned {
-        verdict: String,
+        verdict: Verdict,
         faces: u32,
         /// Each face's score in thousandths, best first (integers keep the hash portable).
         #[serde(default)]
@@ -52,23 +53,23 @@ pub enum EventKind {
     Redacted {
         faces: u32,
         /// The derivative's format from now on (HEIF and AVIF are re-encoded as JPEG).
-        format: String,
+        format: Format,
         size_bytes: u64,
         sha256: String,
     },
     Verdict {
-        decision: String,
+        decision: Decision,
         reason: String,
     },
     Encrypted {
-        role: Role,
+        role: BlobRole,
         kek_id: String,
         kek_version: u32,
         size_bytes: u64,
     },
-    /// A reviewer's decision on a held asset: `approve` or `reject`, by API key id.
+    /// A reviewer's decision on a held asset, by API key id.
     Reviewed {
-        decision: String,
+        decision: ReviewDecision,
         by_key: String,
     },
     Published,
@@ -89,24 +90,67 @@ pub enum EventKind {
     Erased,
 }
 
-impl EventKind {
-    pub fn name(&self) -> &'static str {
+/// Which kind of event, without its fields: what the log is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    Received,
+    Stripped,
+    Scanned,
+    Redacted,
+    Verdict,
+    Encrypted,
+    Reviewed,
+    Published,
+    Rejected,
+    Withdrawn,
+    Restricted,
+    Unrestricted,
+    TakenDown,
+    Restored,
+    Erased,
+}
+
+impl EventName {
+    /// The `type` tag of the event's JSON.
+    pub fn as_str(self) -> &'static str {
         match self {
-            EventKind::Received { .. } => "received",
-            EventKind::Stripped { .. } => "stripped",
-            EventKind::Scanned { .. } => "scanned",
-            EventKind::Redacted { .. } => "redacted",
-            EventKind::Verdict { .. } => "verdict",
-            EventKind::Encrypted { .. } => "encrypted",
-            EventKind::Reviewed { .. } => "reviewed",
-            EventKind::Published => "published",
-            EventKind::Rejected { .. } => "rejected",
-            EventKind::Withdrawn { .. } => "withdrawn",
-            EventKind::Restricted => "restricted",
-            EventKind::Unrestricted => "unrestricted",
-            EventKind::TakenDown { .. } => "taken_down",
-            EventKind::Restored { .. } => "restored",
-            EventKind::Erased => "erased",
+            EventName::Received => "received",
+            EventName::Stripped => "stripped",
+            EventName::Scanned => "scanned",
+            EventName::Redacted => "redacted",
+            EventName::Verdict => "verdict",
+            EventName::Encrypted => "encrypted",
+            EventName::Reviewed => "reviewed",
+            EventName::Published => "published",
+            EventName::Rejected => "rejected",
+            EventName::Withdrawn => "withdrawn",
+            EventName::Restricted => "restricted",
+            EventName::Unrestricted => "unrestricted",
+            EventName::TakenDown => "taken_down",
+            EventName::Restored => "restored",
+            EventName::Erased => "erased",
+        }
+    }
+}
+
+impl EventKind {
+    pub fn name(&self) -> EventName {
+        match self {
+            EventKind::Received { .. } => EventName::Received,
+            EventKind::Stripped { .. } => EventName::Stripped,
+            EventKind::Scanned { .. } => EventName::Scanned,
+            EventKind::Redacted { .. } => EventName::Redacted,
+            EventKind::Verdict { .. } => EventName::Verdict,
+            EventKind::Encrypted { .. } => EventName::Encrypted,
+            EventKind::Reviewed { .. } => EventName::Reviewed,
+            EventKind::Published => EventName::Published,
+            EventKind::Rejected { .. } => EventName::Rejected,
+            EventKind::Withdrawn { .. } => EventName::Withdrawn,
+            EventKind::Restricted => EventName::Restricted,
+            EventKind::Unrestricted => EventName::Unrestricted,
+            EventKind::TakenDown { .. } => EventName::TakenDown,
+            EventKind::Restored { .. } => EventName::Restored,
+            EventKind::Erased => EventName::Erased,
         }
     }
 }
@@ -132,7 +176,7 @@ impl Event {
     }
 
     pub fn hash(&self) -> String {
-        hex::encode(digest(&SHA256, &self.canonical()))
+        crate::sha256_hex(&self.canonical())
     }
 }
 
@@ -144,46 +188,13 @@ pub struct SignedEvent {
     pub signature: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SigningError {
-    #[error("signing key {path}: {problem}")]
-    Key { path: String, problem: String },
-}
-
-/// A service's signing key: Ed25519 from ring, kept as PKCS#8 in a 0600 file.
+/// A service's signing key: Ed25519 from ring (its PKCS#8 file is `asepsis-store`'s).
 pub struct Signer {
     pair: Ed25519KeyPair,
     id: String,
 }
 
 impl Signer {
-    /// Load the key at `path`, creating it if missing.
-    ///
-    /// # Errors
-    /// [`SigningError::Key`] when it cannot be read, parsed or created.
-    pub fn load_or_create(path: &Path) -> Result<Self, SigningError> {
-        let err = |problem: String| SigningError::Key {
-            path: path.display().to_string(),
-            problem,
-        };
-        let pkcs8 = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                    .map_err(|_| err("random number generator failed".into()))?;
-                // Processes racing on a new data dir: one key wins, every one uses it.
-                match crate::keys::create_once(path, doc.as_ref()) {
-                    Ok(true) => doc.as_ref().to_vec(),
-                    Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string()))?,
-                    Err(e) => return Err(err(e.to_string())),
-                }
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
-        Self::from_pkcs8(&pkcs8).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
-    }
-
     /// # Errors
     /// When `pkcs8` is not an Ed25519 key.
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, ring::error::KeyRejected> {
@@ -238,7 +249,9 @@ impl Signer {
 
 /// Key id: the first 16 hex digits of SHA-256 of the public key.
 pub fn key_id(public_key: &[u8]) -> String {
-    hex::encode(&digest(&SHA256, public_key).as_ref()[..8])
+    let mut id = crate::sha256_hex(public_key);
+    id.truncate(16);
+    id
 }
 
 /// The public keys whose signatures a verifier accepts, by key id.
@@ -345,10 +358,15 @@ pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
                 Some(s @ (S::Restricted | S::TakenDown)) => s,
                 _ => S::Processing,
             },
-            EventKind::Verdict { decision, .. } if decision == "hold" => S::Held,
-            EventKind::Verdict { decision, .. } if decision == "internal" => S::Held,
+            EventKind::Verdict {
+                decision: Decision::Hold | Decision::Internal,
+                ..
+            } => S::Held,
             EventKind::Verdict { .. } => state.unwrap_or(S::Processing),
-            EventKind::Reviewed { decision, .. } if decision == "reject" => S::Rejected,
+            EventKind::Reviewed {
+                decision: ReviewDecision::Reject,
+                ..
+            } => S::Rejected,
             EventKind::Reviewed { .. } => state.unwrap_or(S::Held),
             EventKind::Published => S::Published,
             EventKind::Rejected { .. } => S::Rejected,
@@ -391,7 +409,7 @@ pub fn to_prov(asset_id: Uuid, events: &[SignedEvent]) -> serde_json::Value {
         activity.insert(
             act.clone(),
             json!({
-                "prov:type": format!("asepsis:{}", e.what.name()),
+                "prov:type": format!("asepsis:{}", e.what.name().as_str()),
                 "prov:startTime": e.at_ms,
                 "asepsis:detail": serde_json::to_value(&e.what).unwrap_or(Value::Null),
                 "asepsis:hash": signed.hash,
@@ -468,7 +486,7 @@ mod tests {
                 EventKind::Received {
                     tenant: "t".into(),
                     consent_id: Uuid::nil(),
-                    format: "jpeg".into(),
+                    format: Format::Jpeg,
                     size_bytes: 10,
                     sha256: "ab".into(),
                 },
@@ -479,7 +497,7 @@ mod tests {
                     gps_in_original: true,
                 },
                 EventKind::Verdict {
-                    decision: "publish".into(),
+                    decision: Decision::Publish,
                     reason: "identifiable consent".into(),
                 },
                 EventKind::Published,
@@ -529,7 +547,7 @@ mod tests {
         // Re-hashed after an edit, but not re-signable without the key.
         let mut rehashed = log.clone();
         rehashed[2].event.what = EventKind::Verdict {
-            decision: "publish".into(),
+            decision: Decision::Publish,
             reason: "forged".into(),
         };
         rehashed[2].hash = rehashed[2].event.hash();
@@ -555,12 +573,12 @@ mod tests {
         let recv = EventKind::Received {
             tenant: "t".into(),
             consent_id: Uuid::nil(),
-            format: "png".into(),
+            format: Format::Png,
             size_bytes: 1,
             sha256: "x".into(),
         };
         let hold = EventKind::Verdict {
-            decision: "hold".into(),
+            decision: Decision::Hold,
             reason: "not scanned".into(),
         };
         let cases = vec![
@@ -639,19 +657,5 @@ mod tests {
             );
         }
         assert_eq!(prov["activity"].as_object().unwrap().len(), 4);
-    }
-
-    #[test]
-    fn signing_key_file_is_private_and_stable() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("signing.pk8");
-        let a = Signer::load_or_create(&path).unwrap();
-        let b = Signer::load_or_create(&path).unwrap();
-        assert_eq!(a.id(), b.id());
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use asepsis_common::faces::{
-    Detector, Face, FaceError, Redaction, Settings, Verdict, YuNet, decode_upright,
+    Detector, Face, FaceError, Redaction, Settings, Unavailable, Verdict, YuNet, decode_upright,
 };
 
 fn shared(path: &str) -> PathBuf {
@@ -16,14 +16,15 @@ fn shared(path: &str) -> PathBuf {
 }
 
 fn settings() -> Settings {
-    Settings {
-        model_path: shared("models/face_detection_yunet_2023mar.onnx"),
-        ..Settings::default()
-    }
+    Settings::default()
+}
+
+fn model() -> Vec<u8> {
+    std::fs::read(shared("models/face_detection_yunet_2023mar.onnx")).unwrap()
 }
 
 fn yunet() -> YuNet {
-    YuNet::load(settings()).unwrap()
+    YuNet::from_model(&model(), settings()).unwrap()
 }
 
 fn face_image(name: &str) -> Vec<u8> {
@@ -108,25 +109,26 @@ fn a_sideways_face_with_its_orientation_tag_is_seen_upright() {
 
 #[test]
 fn a_missing_or_corrupt_model_is_unavailable_and_images_are_not_scanned() {
-    let mut missing = settings();
-    missing.model_path = shared("models/no-such-model.onnx");
     assert!(matches!(
-        YuNet::load(missing.clone()),
-        Err(FaceError::Model { .. })
+        YuNet::from_model(b"", settings()),
+        Err(FaceError::Model(_))
     ));
-    let detector = asepsis_common::faces::load_or_unavailable(missing);
+    // What the service runs when the model cannot be loaded.
+    let reason = YuNet::from_model(b"", settings())
+        .err()
+        .unwrap()
+        .to_string();
+    let detector = Unavailable(reason);
     let scan = detector.scan(&face_image("fr-obama2.jpg"));
     assert_eq!(scan.verdict, Verdict::NotScanned);
     assert!(scan.reason.is_some() && detector.ready().is_err());
 
-    let dir = tempfile::tempdir().unwrap();
-    let corrupt = dir.path().join("model.onnx");
-    let mut bytes = std::fs::read(settings().model_path).unwrap();
+    let mut bytes = model();
     bytes[1000] ^= 1;
-    std::fs::write(&corrupt, bytes).unwrap();
-    let mut wrong = settings();
-    wrong.model_path = corrupt;
-    let err = YuNet::load(wrong).err().unwrap().to_string();
+    let err = YuNet::from_model(&bytes, settings())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("SHA-256"), "{err}");
 }
 
@@ -147,7 +149,7 @@ fn heic_is_decoded_and_what_cannot_be_decoded_is_not_scanned_never_none() {
 fn a_redacted_heic_becomes_a_jpeg_without_faces() {
     let detector = yunet();
     let heic = std::fs::read(shared("corpus/heic/pillow-hopper.heif")).unwrap();
-    let done = detector.redact_faces(&heic).unwrap();
+    let done = detector.redact(&heic).unwrap();
     assert_eq!(done.format, asepsis_common::media::Format::Jpeg);
     assert!(!done.faces.is_empty());
     assert_eq!(detector.scan(&done.bytes).verdict, Verdict::None);
@@ -163,7 +165,7 @@ fn redaction_leaves_no_face_the_detector_can_find_at_its_low_threshold() {
     for how in [Redaction::Pixelate, Redaction::Blur] {
         let mut s = settings();
         s.redaction = how;
-        let redactor = YuNet::load(s).unwrap();
+        let redactor = YuNet::from_model(&model(), s).unwrap();
         for name in [
             "fr-obama2.jpg",
             "fr-two_people.jpg",
@@ -172,7 +174,7 @@ fn redaction_leaves_no_face_the_detector_can_find_at_its_low_threshold() {
             "uf-imgs_12.jpg",
         ] {
             let original = face_image(name);
-            let done = redactor.redact_faces(&original).unwrap();
+            let done = redactor.redact(&original).unwrap();
             let (redacted, hidden) = (done.bytes, done.faces);
             assert!(!hidden.is_empty(), "{name}");
             assert_eq!(

@@ -1,9 +1,11 @@
 //! Typed settings for every Asepsis subsystem.
 //!
-//! This crate owns reading configuration: the compiled-in `defaults.toml`, then an optional
-//! file (`--config FILE`), then environment variables `ASEPSIS__SECTION__KEY` (nested keys
-//! joined by `__`). Settings are validated once, at start-up, with an error that names the
-//! setting. It must not read anything else from the environment, and secrets stay
+//! This crate owns reading configuration, and is the only code that reads the environment or
+//! a configuration file: the compiled-in `defaults.toml`, then an optional file (`--config
+//! FILE`), then environment variables `ASEPSIS__SECTION__KEY` (nested keys joined by `__`),
+//! then the command line's flags ([`Overrides`]). Settings are validated once, at start-up,
+//! with an error that names the setting. Besides those it reads only the `AWS_*` variables an
+//! S3 client expects ([`aws_env`]) and the operator's user name ([`os_user`]); secrets stay
 //! [`SecretString`]s that never show in `Debug` output.
 
 use std::net::SocketAddr;
@@ -11,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The defaults every deployment starts from; also the documented list of settings.
 pub const DEFAULTS_TOML: &str = include_str!("../defaults.toml");
@@ -57,7 +59,7 @@ pub struct Server {
     pub request_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -110,6 +112,40 @@ pub enum QueueBackend {
 #[serde(deny_unknown_fields)]
 pub struct Worker {
     pub concurrency: usize,
+    /// Asset pipelines (decode, strip, face scan) running at once; 0: one per CPU core.
+    pub cpu_permits: usize,
+}
+
+impl Worker {
+    /// [`Worker::cpu_permits`], with 0 resolved to the number of CPU cores.
+    pub fn cpu_permits(&self) -> usize {
+        match self.cpu_permits {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
+/// The settings a command line sets, layered over every other source. `None` leaves the
+/// setting as the other layers made it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    pub server: ServerOverrides,
+    pub log: LogOverrides,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,11 +166,11 @@ pub enum Store {
 }
 
 impl Settings {
-    /// Merge defaults → `file` → environment, then validate.
+    /// Merge defaults → `file` → environment → `overrides` (the command line), then validate.
     ///
     /// # Errors
     /// [`ConfigError`] naming the setting that is missing, mistyped or out of range.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
         if let Some(file) = file {
             if !file.is_file() {
@@ -145,7 +181,11 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Self::from_figment(figment.merge(Env::prefixed("ASEPSIS__").split("__")))
+        Self::from_figment(
+            figment
+                .merge(Env::prefixed("ASEPSIS__").split("__"))
+                .merge(Serialized::defaults(overrides)),
+        )
     }
 
     /// Extract and validate settings from an already layered figment (tests use this).
@@ -179,17 +219,23 @@ impl Settings {
         if self.queue.confirm_timeout_ms == 0 {
             return invalid("queue.confirm_timeout_ms", "must be more than 0");
         }
-        if self.strip.max_input_bytes == 0 || self.strip.max_pixels == 0 {
-            return invalid("strip.max_input_bytes", "limits must be more than 0");
+        if self.strip.max_input_bytes == 0 {
+            return invalid("strip.max_input_bytes", "must be more than 0");
+        }
+        if self.strip.max_pixels == 0 {
+            return invalid("strip.max_pixels", "must be more than 0");
         }
         let f = &self.faces;
-        if !(0.0..=1.0).contains(&f.low_threshold)
-            || !(0.0..=1.0).contains(&f.high_threshold)
-            || f.low_threshold > f.high_threshold
-        {
+        if !(0.0..=1.0).contains(&f.low_threshold) {
+            return invalid("faces.low_threshold", "must be a score in 0..=1");
+        }
+        if !(0.0..=1.0).contains(&f.high_threshold) {
+            return invalid("faces.high_threshold", "must be a score in 0..=1");
+        }
+        if f.low_threshold > f.high_threshold {
             return invalid(
                 "faces.low_threshold",
-                "thresholds are scores in 0..=1, low <= high",
+                "must not be above faces.high_threshold",
             );
         }
         if !(0.0..=2.0).contains(&f.redaction_margin) {
@@ -214,6 +260,11 @@ impl Settings {
         Ok(())
     }
 
+    /// Where the embedded key files live: `DATA/keys/keyring.json` and `DATA/keys/signing.pk8`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.server.data_dir.join("keys")
+    }
+
     /// Where the local object store lives when `store.type = "local"`.
     pub fn local_store_root(&self) -> Option<PathBuf> {
         match &self.store {
@@ -224,6 +275,21 @@ impl Settings {
             Store::S3 { .. } => None,
         }
     }
+}
+
+/// The `AWS_*` environment (credentials, region, endpoint, container or web-identity
+/// credentials) for an S3 client, as `(lower-case name, value)` pairs; explicit `store.*`
+/// settings win over them.
+pub fn aws_env() -> Vec<(String, SecretString)> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with("AWS_"))
+        .map(|(name, value)| (name.to_ascii_lowercase(), SecretString::from(value)))
+        .collect()
+}
+
+/// Who runs a host command, for the audit log: the OS user name, or `unknown`.
+pub fn os_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]
@@ -269,7 +335,8 @@ mod tests {
                 "amqp://u:p@127.0.0.1:5672/%2f",
             );
             jail.set_env("ASEPSIS__QUEUE__BACKEND__QUEUE", "jobs");
-            let s = Settings::load(Some(Path::new("asepsis.toml"))).map_err(|e| e.to_string())?;
+            let s = Settings::load(Some(Path::new("asepsis.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
             assert_eq!(s.server.listen.port(), 9000);
             assert_eq!(s.worker.concurrency, 3);
             match &s.queue.backend {
@@ -289,7 +356,7 @@ mod tests {
             jail.set_env("ASEPSIS__QUEUE__BACKEND__TYPE", "rabbitmq");
             jail.set_env("ASEPSIS__QUEUE__BACKEND__URL", "amqp://u:hunter2@h/%2f");
             jail.set_env("ASEPSIS__QUEUE__BACKEND__QUEUE", "jobs");
-            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
             assert!(!format!("{s:?}").contains("hunter2"));
             Ok(())
         });
@@ -315,10 +382,73 @@ mod tests {
     }
 
     #[test]
+    fn each_limit_and_threshold_is_named_by_its_own_setting() {
+        for (toml, setting) in [
+            ("[strip]\nmax_input_bytes = 0\n", "strip.max_input_bytes:"),
+            ("[strip]\nmax_pixels = 0\n", "strip.max_pixels:"),
+            ("[faces]\nlow_threshold = 1.5\n", "faces.low_threshold:"),
+            ("[faces]\nhigh_threshold = -0.1\n", "faces.high_threshold:"),
+            (
+                "[faces]\nlow_threshold = 0.9\nhigh_threshold = 0.8\n",
+                "faces.low_threshold: must not be above faces.high_threshold",
+            ),
+            (
+                "[faces]\nredaction_margin = 3.0\n",
+                "faces.redaction_margin:",
+            ),
+            ("[worker]\nconcurrency = 0\n", "worker.concurrency:"),
+            ("[queue]\nmax_attempts = 0\n", "queue.max_attempts:"),
+            ("[queue]\nretry_delays_ms = []\n", "queue.retry_delays_ms:"),
+            (
+                "[queue]\nconfirm_timeout_ms = 0\n",
+                "queue.confirm_timeout_ms:",
+            ),
+            (
+                "[server]\nrequest_timeout_secs = 0\n",
+                "server.request_timeout_secs:",
+            ),
+        ] {
+            let bad = base().merge(Toml::string(toml));
+            let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
+            assert!(err.to_string().contains(setting), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn command_line_flags_win_over_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ASEPSIS__SERVER__LISTEN", "127.0.0.1:9000");
+            jail.set_env("ASEPSIS__LOG__FORMAT", "text");
+            let flags = Overrides {
+                server: ServerOverrides {
+                    listen: Some("127.0.0.1:9001".parse().map_err(|_| "addr")?),
+                    data_dir: None,
+                },
+                log: LogOverrides {
+                    format: Some(LogFormat::Json),
+                },
+            };
+            let s = Settings::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.listen.port(), 9001);
+            assert_eq!(s.log.format, LogFormat::Json);
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s.server.listen.port(),
+                9000,
+                "no flag: the environment stands"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
-        let err = Settings::load(Some(Path::new("/nonexistent/asepsis.toml")))
-            .map(|_| ())
-            .unwrap_err();
+        let err = Settings::load(
+            Some(Path::new("/nonexistent/asepsis.toml")),
+            &Overrides::default(),
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

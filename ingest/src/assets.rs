@@ -8,13 +8,15 @@
 use std::time::Duration;
 
 use asepsis_common::apikey::Role;
-use asepsis_common::asset::{Appended, AssetLog, Published, Summary};
 use asepsis_common::consent::Consent;
-use asepsis_common::envelope::Role as BlobRole;
+use asepsis_common::envelope::BlobRole;
 use asepsis_common::job::Job;
 use asepsis_common::media::{Format, SNIFF_LEN, sniff};
-use asepsis_common::provenance::{self, AssetState, EventKind};
-use asepsis_common::storage::{Claim, IdempotencyRecord, now_ms};
+use asepsis_common::policy::{Decision, ReviewDecision};
+use asepsis_common::provenance::{self, AssetState, EventKind, EventName};
+use asepsis_common::sha256_hex;
+use asepsis_store::asset::{Appended, AssetLog, Published};
+use asepsis_store::{Claim, IdempotencyRecord, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::multipart::Field;
@@ -23,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::SinkExt;
 use futures::channel::mpsc;
-use ring::digest::{Context, SHA256, digest};
+use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -33,6 +35,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::consents::{parse_id, parse_json};
 use crate::error::ApiError;
+use crate::summary::Summary;
 
 const READERS: &[Role] = &[
     Role::Uploader,
@@ -186,9 +189,7 @@ async fn store_file(
             .await;
     }
     drop(tx);
-    let stored = upload
-        .await
-        .map_err(|e| ApiError::Internal(format!("upload task: {e}")))?;
+    let stored = upload.await.map_err(ApiError::internal)?;
     if let Some(failure) = failure {
         return Err(failure);
     }
@@ -245,7 +246,7 @@ pub async fn upload(
             .ok_or_else(|| {
                 ApiError::BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters".into())
             })?;
-        let key_sha256 = hex::encode(digest(&SHA256, key.as_bytes()));
+        let key_sha256 = sha256_hex(key.as_bytes());
         let claim = IdempotencyRecord {
             asset_id: asset,
             started_at_ms: now_ms(),
@@ -256,7 +257,7 @@ pub async fn upload(
             .await?;
         if let Claim::Existing(earlier) = claimed {
             let log = AssetLog::load(&state.storage, earlier.asset_id).await?;
-            if log.has("received") {
+            if log.has(EventName::Received) {
                 // The first attempt got its asset; make sure its job is queued, answer alike.
                 enqueue(&state, earlier.asset_id).await?;
                 return Ok(accepted(earlier.asset_id));
@@ -320,11 +321,11 @@ pub async fn upload(
         .index_asset(&caller.tenant, consent.id, asset)
         .await?;
     let mut log = AssetLog::load(&state.storage, asset).await?;
-    if !log.has("received") {
+    if !log.has(EventName::Received) {
         let what = EventKind::Received {
             tenant: caller.tenant.clone(),
             consent_id: consent.id,
-            format: stored.format.name().into(),
+            format: stored.format,
             size_bytes: stored.size_bytes,
             sha256: stored.sha256,
         };
@@ -358,7 +359,7 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<Summary>, ApiError> {
     caller.require(READERS)?;
-    Ok(Json(owned_log(&state, &caller, &id).await?.summary()))
+    Ok(Json(Summary::from(&owned_log(&state, &caller, &id).await?)))
 }
 
 /// The asset's signed event log as W3C PROV JSON.
@@ -376,8 +377,14 @@ pub async fn provenance(
 
 fn awaiting_review(log: &AssetLog) -> bool {
     log.state() == Some(AssetState::Held)
-        && matches!(log.last_of("verdict"), Some(EventKind::Verdict { decision, .. }) if decision == "hold")
-        && !log.has("reviewed")
+        && matches!(
+            log.last_of(EventName::Verdict),
+            Some(EventKind::Verdict {
+                decision: Decision::Hold,
+                ..
+            })
+        )
+        && !log.has(EventName::Reviewed)
 }
 
 /// The tenant's assets held for review.
@@ -392,17 +399,10 @@ pub async fn review_queue(
     for asset in state.storage.tenant_assets(&caller.tenant).await? {
         let log = AssetLog::load(&state.storage, asset).await?;
         if awaiting_review(&log) {
-            held.push(log.summary());
+            held.push(Summary::from(&log));
         }
     }
     Ok(Json(held))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReviewDecision {
-    Approve,
-    Reject,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -438,13 +438,9 @@ pub async fn review(
         Some(arrival) => state.storage.consent(arrival.consent_id).await?,
         None => None,
     }
-    .ok_or_else(|| ApiError::Internal("asset without its consent record".into()))?;
-    let decision = match review.decision {
-        ReviewDecision::Approve => "approve",
-        ReviewDecision::Reject => "reject",
-    };
+    .ok_or_else(|| ApiError::internal("asset without its consent record"))?;
     let what = EventKind::Reviewed {
-        decision: decision.into(),
+        decision: review.decision,
         by_key: caller.key_id.clone(),
     };
     let changed = || ApiError::Conflict("the asset changed meanwhile; reload it".into());
@@ -465,8 +461,8 @@ pub async fn review(
         }
     }
     announce(&state, &log).await;
-    tracing::info!(asset.id = %log.asset, decision, "review recorded");
-    Ok(Json(log.summary()))
+    tracing::info!(asset.id = %log.asset, decision = review.decision.as_str(), "review recorded");
+    Ok(Json(Summary::from(&log)))
 }
 
 /// Tell listeners where the asset now is; a failure is logged, not fatal (the event is

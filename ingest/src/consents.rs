@@ -4,7 +4,7 @@
 
 use asepsis_common::apikey::Role;
 use asepsis_common::consent::{Consent, Terms};
-use asepsis_common::envelope::Role as BlobRole;
+use asepsis_common::envelope::BlobRole;
 use asepsis_common::provenance::{AssetState, EventKind};
 use axum::Json;
 use axum::body::Bytes;

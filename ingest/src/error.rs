@@ -1,8 +1,10 @@
 //! The one error type of the HTTP edge: a status and a message a person can act on, as JSON
-//! `{"error": "..."}`. A 500 says nothing more to the client and is logged once, here, with
-//! its cause (causes carry ids and paths, never PHI).
+//! `{"error": "..."}`. A 500 says nothing more to the client; its cause (ids and paths, never
+//! PHI) rides on the response to [`log_failures`], the one place failures are logged.
 
-use asepsis_common::storage::StorageError;
+use std::sync::Arc;
+
+use asepsis_store::StorageError;
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,10 +30,15 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
+    /// A failure of ours (500), keeping its cause for the log.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(cause.into())
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -52,23 +59,61 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Store(_) => ApiError::Unavailable("storage unavailable; retry".into()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal(other),
         }
     }
+}
+
+/// Why a request failed on our side, for [`log_failures`]; never sent to the client.
+#[derive(Clone)]
+struct Failure {
+    cause: Arc<dyn std::error::Error + Send + Sync>,
+    unavailable: bool,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
-            ApiError::Unavailable(why) => tracing::warn!(%why, "request failed: unavailable"),
-            _ => {}
-        }
         let body = Json(serde_json::json!({ "error": self.to_string() }));
-        if status == StatusCode::UNAUTHORIZED {
-            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        let mut response = if status == StatusCode::UNAUTHORIZED {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (status, body).into_response()
+        };
+        let failure = match self {
+            ApiError::Internal(cause) => Some(Failure {
+                cause: Arc::from(cause),
+                unavailable: false,
+            }),
+            ApiError::Unavailable(why) => Some(Failure {
+                cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(why)),
+                unavailable: true,
+            }),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            response.extensions_mut().insert(failure);
         }
-        (status, body).into_response()
+        response
     }
+}
+
+/// Log each failed request once, inside its request span, with its cause and the cause's
+/// sources.
+pub async fn log_failures(response: Response) -> Response {
+    if let Some(failure) = response.extensions().get::<Failure>() {
+        let mut cause = failure.cause.to_string();
+        let mut source = failure.cause.source();
+        while let Some(s) = source {
+            cause.push_str(": ");
+            cause.push_str(&s.to_string());
+            source = s.source();
+        }
+        if failure.unavailable {
+            tracing::warn!(why = %cause, "request failed: unavailable");
+        } else {
+            tracing::error!(%cause, "request failed");
+        }
+    }
+    response
 }

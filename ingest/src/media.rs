@@ -3,10 +3,9 @@
 //! allows publication, checked on every request; otherwise 404, the same as an unknown id.
 //! ETag is the derivative's SHA-256; one byte range is honoured (`Range: bytes=…`).
 
-use asepsis_common::asset::AssetLog;
-use asepsis_common::envelope::Role;
-use asepsis_common::media::Format;
+use asepsis_common::envelope::BlobRole;
 use asepsis_common::provenance::{AssetState, EventKind};
+use asepsis_store::asset::AssetLog;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -75,16 +74,18 @@ pub async fn get(
     {
         return Err(ApiError::NotFound);
     }
-    let etag = match log.last_of("stripped") {
-        Some(EventKind::Stripped { sha256, .. }) => format!("\"{sha256}\""),
-        _ => {
-            return Err(ApiError::Internal(
-                "published asset without a derivative".into(),
-            ));
-        }
+    // The derivative is the redacted image when there is one (HEIF/AVIF redacted become
+    // JPEG), else the stripped original.
+    let derivative = log.events.iter().rev().find_map(|e| match &e.event.what {
+        EventKind::Redacted { sha256, format, .. } => Some((sha256, *format)),
+        EventKind::Stripped { sha256, .. } => Some((sha256, arrival.format)),
+        _ => None,
+    });
+    let Some((sha256, format)) = derivative else {
+        return Err(ApiError::internal("published asset without a derivative"));
     };
-    let content_type =
-        Format::from_name(&arrival.format).map_or("application/octet-stream", Format::content_type);
+    let etag = format!("\"{sha256}\"");
+    let content_type = format.content_type();
     let mut common = HeaderMap::new();
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     common.insert(header::ETAG, value(&etag));
@@ -105,13 +106,14 @@ pub async fn get(
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
     let not_found = |e| match e {
-        asepsis_common::storage::StorageError::NotFound(_)
-        | asepsis_common::storage::StorageError::Erased(_) => ApiError::NotFound,
+        asepsis_store::StorageError::NotFound(_) | asepsis_store::StorageError::Erased(_) => {
+            ApiError::NotFound
+        }
         other => other.into(),
     };
     let blob = state
         .storage
-        .open_blob(log.asset, Role::Derivative)
+        .open_blob(log.asset, BlobRole::Derivative)
         .await
         .map_err(not_found)?;
     let len = blob.plaintext_len();

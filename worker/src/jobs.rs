@@ -1,29 +1,31 @@
-//! The handlers the worker runs.
+//! The asset job: load and decrypt the original, run the pipeline (`asepsis_common::pipeline`:
+//! strip, verify, scan, decide, redact, re-scan) in one blocking task under the CPU
+//! semaphore, then store the derivative encrypted, append the events the result describes,
+//! publish (re-checking the consent) or hold, and notify.
 //!
-//! [`AssetJobs`] processes an uploaded asset: load and decrypt the original → strip and
-//! verify → encrypt the derivative → face scan → policy (redacting faces, then re-scanning,
-//! when the consent allows de-identified use only) → publish (re-checking the consent) or
-//! hold → notify. Each step appends its event right after the log as read, and is skipped
-//! when its event is already there, so a job redelivered after a crash resumes where it
-//! stopped and an asset is published at most once. A bad file ends `rejected` with its
-//! reason; store trouble is retried; an impossible state is dead-lettered.
+//! Each event is appended right after the log as read, and is skipped when already there, so
+//! a job redelivered after a crash resumes where it stopped and an asset is published at most
+//! once. A bad file ends `rejected` with its reason; store trouble is retried; an impossible
+//! state is dead-lettered. Logs carry ids and counts, never metadata values, boxes or scores.
 
 use std::sync::Arc;
 
-use asepsis_common::asset::{Appended, AssetLog, Published};
 use asepsis_common::consent::Consent;
-use asepsis_common::envelope::Role;
-use asepsis_common::faces::{Detector, Scan, Verdict};
+use asepsis_common::envelope::BlobRole;
+use asepsis_common::faces::{Detector, Scan};
 use asepsis_common::job::Job;
-use asepsis_common::media::{Limits, strip};
-use asepsis_common::notify::Notifier;
-use asepsis_common::policy::{Decision, decide};
-use asepsis_common::provenance::{AssetState, EventKind, Signer};
-use asepsis_common::storage::{Storage, StorageError};
+use asepsis_common::media::Limits;
+use asepsis_common::pipeline::{self, Decided, Processed};
+use asepsis_common::policy::Decision;
+use asepsis_common::provenance::{AssetState, EventKind, EventName, Signer};
+use asepsis_queue::QueueError;
+use asepsis_queue::notify::Notifier;
+use asepsis_store::asset::{Appended, AssetLog, Published};
+use asepsis_store::{Storage, StorageError};
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use ring::digest::{SHA256, digest};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::runner::{Handler, Outcome};
@@ -34,39 +36,69 @@ pub struct AssetJobs {
     pub limits: Limits,
     pub detector: Arc<dyn Detector>,
     pub notifier: Arc<dyn Notifier>,
+    /// Pipelines running at once (decoding and face detection are CPU-bound).
+    pub cpu: Arc<Semaphore>,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(digest(&SHA256, bytes))
+/// Why a job stopped short of its end, typed by what the runner should do about it.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// The store failed (retried when transient), or holds what it should not (a bug).
+    #[error(transparent)]
+    Store(StorageError),
+    /// Another writer advanced the log between our read and our write: decide again later.
+    #[error("the asset's log moved on under us; deciding again")]
+    LostRace,
+    #[error("notification: {0}")]
+    Notify(#[source] QueueError),
+    /// The asset was shredded meanwhile (its consent withdrawn): nothing left to do.
+    #[error("asset was erased meanwhile")]
+    Erased,
+    /// A state the job cannot be in: a bug, for an operator.
+    #[error("{0}")]
+    Impossible(&'static str),
+    #[error("pipeline task: {0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
-/// Store trouble is transient; an asset shredded meanwhile (its consent withdrawn) is done
-/// with; anything else about the asset is a bug to look at.
-fn outcome_of(e: StorageError) -> Outcome {
-    match e {
-        StorageError::Store(_) | StorageError::Contended(_) => Outcome::Retry(e.to_string()),
-        StorageError::Erased(_) => Outcome::Reject("asset was erased meanwhile".into()),
-        other => Outcome::Abort(other.to_string()),
+impl From<StorageError> for Stop {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Erased(_) => Stop::Erased,
+            e => Stop::Store(e),
+        }
     }
 }
 
-/// Another writer advanced the log between our read and our write: come back later and
-/// decide again from what is there.
-fn lost_race() -> Outcome {
-    Outcome::Retry("the asset's log moved on under us; deciding again".into())
+impl From<Stop> for Outcome {
+    fn from(stop: Stop) -> Self {
+        let why = stop.to_string();
+        match stop {
+            Stop::Store(StorageError::Store(_) | StorageError::Contended(_))
+            | Stop::LostRace
+            | Stop::Notify(_) => Outcome::Retry(why),
+            Stop::Erased => Outcome::Reject(why),
+            Stop::Store(_) | Stop::Impossible(_) | Stop::Task(_) => Outcome::Abort(why),
+        }
+    }
+}
+
+/// The original's bytes, or why the file is refused before the pipeline sees it.
+enum Original {
+    Bytes(Vec<u8>),
+    Refused(String),
 }
 
 impl AssetJobs {
-    async fn record(&self, log: &mut AssetLog, what: EventKind) -> Result<(), Outcome> {
-        match log.append(&self.storage, &self.signer, what).await {
-            Ok(Appended::Yes) => Ok(()),
-            Ok(Appended::LostRace) => Err(lost_race()),
-            Err(e) => Err(outcome_of(e)),
+    async fn record(&self, log: &mut AssetLog, what: EventKind) -> Result<(), Stop> {
+        match log.append(&self.storage, &self.signer, what).await? {
+            Appended::Yes => Ok(()),
+            Appended::LostRace => Err(Stop::LostRace),
         }
     }
 
     /// The input is bad: record `rejected` with the reason, then ack.
-    async fn reject(&self, log: &mut AssetLog, reason: String) -> Result<Outcome, Outcome> {
+    async fn reject(&self, log: &mut AssetLog, reason: String) -> Result<Outcome, Stop> {
         let what = EventKind::Rejected {
             reason: reason.clone(),
         };
@@ -76,37 +108,33 @@ impl AssetJobs {
     }
 
     /// Tell listeners where the asset now is.
-    async fn announce(&self, log: &AssetLog) -> Result<(), Outcome> {
+    async fn announce(&self, log: &AssetLog) -> Result<(), Stop> {
         let Some(note) = log.notification() else {
             return Ok(());
         };
-        self.notifier
-            .notify(&note)
-            .await
-            .map_err(|e| Outcome::Retry(format!("notification: {e}")))
+        self.notifier.notify(&note).await.map_err(Stop::Notify)
     }
 
-    async fn original(&self, log: &mut AssetLog) -> Result<Result<Vec<u8>, String>, Outcome> {
-        let (len, stream) = match self.storage.get_blob(log.asset, Role::Original).await {
-            Err(StorageError::Erased(_)) => return Ok(Err("asset was erased".into())),
-            other => other.map_err(outcome_of)?,
+    async fn original(&self, log: &AssetLog) -> Result<Original, Stop> {
+        let (len, stream) = match self.storage.get_blob(log.asset, BlobRole::Original).await {
+            Err(StorageError::Erased(_)) => {
+                return Ok(Original::Refused("asset was erased".into()));
+            }
+            other => other?,
         };
         let max = self.limits.max_input_bytes;
         if len > max {
-            return Ok(Err(format!(
-                "limit max_input_bytes exceeded: {len} > {max}"
-            )));
+            let why = format!("limit max_input_bytes exceeded: {len} > {max}");
+            return Ok(Original::Refused(why));
         }
-        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.map_err(outcome_of)?;
-        Ok(Ok(chunks.concat()))
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
+        Ok(Original::Bytes(chunks.concat()))
     }
 
-    async fn process(&self, asset: uuid::Uuid) -> Result<Outcome, Outcome> {
-        let mut log = AssetLog::load(&self.storage, asset)
-            .await
-            .map_err(outcome_of)?;
+    async fn process(&self, asset: uuid::Uuid) -> Result<Outcome, Stop> {
+        let mut log = AssetLog::load(&self.storage, asset).await?;
         let Some(arrival) = log.arrival() else {
-            return Ok(Outcome::Abort("asset has no received event".into()));
+            return Err(Stop::Impossible("asset has no received event"));
         };
         match log.state() {
             Some(AssetState::Received | AssetState::Processing) => {}
@@ -120,34 +148,34 @@ impl AssetJobs {
                 return Ok(Outcome::Done);
             }
         }
-        let consent = match self.storage.consent(arrival.consent_id).await {
-            Ok(Some(consent)) => consent,
-            Ok(None) => {
-                return self
-                    .reject(&mut log, "consent record is missing".into())
-                    .await;
+        let Some(consent) = self.storage.consent(arrival.consent_id).await? else {
+            return self
+                .reject(&mut log, "consent record is missing".into())
+                .await;
+        };
+        if !log.has(EventName::Verdict) {
+            let original = match self.original(&log).await? {
+                Original::Bytes(bytes) => bytes,
+                Original::Refused(reason) => return self.reject(&mut log, reason).await,
+            };
+            match self.run_pipeline(original, &consent).await? {
+                Processed::Rejected(e) => return self.reject(&mut log, e.to_string()).await,
+                Processed::Decided(decided) => self.record_decided(&mut log, *decided).await?,
             }
-            Err(e) => return Err(outcome_of(e)),
-        };
-        if !log.has("verdict")
-            && let Some(outcome) = self.strip_scan_decide(&mut log, &consent).await?
-        {
-            return Ok(outcome);
         }
-        let decided = match log.last_of("verdict") {
-            Some(EventKind::Verdict { decision, .. }) => decision.clone(),
-            _ => return Ok(Outcome::Abort("no verdict after deciding".into())),
+        let decided = match log.last_of(EventName::Verdict) {
+            Some(EventKind::Verdict { decision, .. }) => *decision,
+            _ => return Err(Stop::Impossible("no verdict after deciding")),
         };
-        if decided == Decision::Publish.as_str() {
+        if decided == Decision::Publish {
             let now = OffsetDateTime::now_utc();
             match log
                 .publish(&self.storage, &self.signer, &consent, now)
-                .await
+                .await?
             {
-                Ok(Published::Now | Published::Already) => {}
-                Ok(Published::Refused(why)) => tracing::info!(%why, "not published"),
-                Ok(Published::LostRace) => return Err(lost_race()),
-                Err(e) => return Err(outcome_of(e)),
+                Published::Now | Published::Already => {}
+                Published::Refused(why) => tracing::info!(%why, "not published"),
+                Published::LostRace => return Err(Stop::LostRace),
             }
         }
         self.announce(&log).await?;
@@ -155,60 +183,83 @@ impl AssetJobs {
         Ok(Outcome::Done)
     }
 
-    /// Strip, store the derivative, scan and decide, skipping what the log shows done.
-    /// `Some(outcome)` when the asset ended here (rejected).
-    async fn strip_scan_decide(
-        &self,
-        log: &mut AssetLog,
-        consent: &Consent,
-    ) -> Result<Option<Outcome>, Outcome> {
-        let original = match self.original(log).await? {
-            Ok(bytes) => Arc::new(bytes),
-            Err(reason) => return self.reject(log, reason).await.map(Some),
-        };
-        let (limits, input) = (self.limits.clone(), original.clone());
-        let stripped = tokio::task::spawn_blocking(move || strip(&input, &limits))
+    /// The pipeline in one blocking task, once a CPU permit is free.
+    async fn run_pipeline(&self, original: Vec<u8>, consent: &Consent) -> Result<Processed, Stop> {
+        let _permit = self
+            .cpu
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Outcome::Abort(format!("strip task: {e}")))?;
-        let stripped = match stripped {
-            Ok(s) => s,
-            Err(e) => return self.reject(log, e.to_string()).await.map(Some),
-        };
+            .map_err(|_| Stop::Impossible("the CPU semaphore was closed"))?;
+        let (limits, detector, scope) = (
+            self.limits.clone(),
+            self.detector.clone(),
+            consent.terms.scope,
+        );
+        tokio::task::spawn_blocking(move || {
+            pipeline::process(&original, scope, &limits, detector.as_ref())
+        })
+        .await
+        .map_err(Stop::Task)
+    }
+
+    /// Store and record what the pipeline decided, skipping what the log shows done.
+    async fn record_decided(&self, log: &mut AssetLog, decided: Decided) -> Result<(), Stop> {
+        let Decided {
+            stripped,
+            stripped_sha256,
+            scan,
+            redaction,
+            decision,
+            reason,
+        } = decided;
         let report = stripped.report;
-        if !log.has("stripped") {
+        if !log.has(EventName::Stripped) {
             let what = EventKind::Stripped {
                 removed: report.removed.clone(),
                 size_bytes: report.bytes_out,
-                sha256: sha256(&stripped.bytes),
+                sha256: stripped_sha256,
                 gps_in_original: report.gps_in_original,
             };
             self.record(log, what).await?;
         }
-        if !log.has("encrypted") {
+        if !log.has(EventName::Encrypted) {
             let derivative = std::io::Cursor::new(stripped.bytes);
             let info = self
                 .storage
-                .put_blob(log.asset, Role::Derivative, derivative)
-                .await
-                .map_err(outcome_of)?;
+                .put_blob(log.asset, BlobRole::Derivative, derivative)
+                .await?;
             let kek = self.storage.current_kek();
             let what = EventKind::Encrypted {
-                role: Role::Derivative,
+                role: BlobRole::Derivative,
                 kek_id: kek.id,
                 kek_version: kek.version,
                 size_bytes: info.stored_bytes,
             };
             self.record(log, what).await?;
         }
-        let scan = self.scan(original.clone()).await?;
-        if !log.has("scanned") {
+        if !log.has(EventName::Scanned) {
             self.record(log, scanned(&scan)).await?;
         }
-        let (decision, reason) = decide(consent.terms.scope, scan.verdict, report.gps_in_original);
-        let (decision, reason) = match decision {
-            Decision::Redact => self.redact(log, original, reason).await?,
-            other => (other, reason),
-        };
+        if let Some(redaction) = redaction {
+            // Recorded again on a redelivery, and the redacted derivative stored again: the
+            // derivative on record may be the unredacted one from before a crash.
+            self.record(log, scanned(&redaction.rescan)).await?;
+            if let Some(redacted) = redaction.derivative {
+                let size_bytes = redacted.bytes.len() as u64;
+                let derivative = std::io::Cursor::new(redacted.bytes);
+                self.storage
+                    .put_blob(log.asset, BlobRole::Derivative, derivative)
+                    .await?;
+                let what = EventKind::Redacted {
+                    faces: redacted.faces_hidden,
+                    format: redacted.format,
+                    size_bytes,
+                    sha256: redacted.sha256,
+                };
+                self.record(log, what).await?;
+            }
+        }
         tracing::info!(
             removed = report.removed.len(),
             gps = report.gps_in_original,
@@ -216,84 +267,15 @@ impl AssetJobs {
             decision = decision.as_str(),
             "asset stripped and decided"
         );
-        let what = EventKind::Verdict {
-            decision: decision.as_str().into(),
-            reason,
-        };
-        self.record(log, what).await?;
-        Ok(None)
-    }
-}
-
-impl AssetJobs {
-    async fn scan(&self, image: Arc<Vec<u8>>) -> Result<Scan, Outcome> {
-        let detector = self.detector.clone();
-        tokio::task::spawn_blocking(move || detector.scan(&image))
+        self.record(log, EventKind::Verdict { decision, reason })
             .await
-            .map_err(|e| Outcome::Abort(format!("scan task: {e}")))
-    }
-
-    /// Hide the faces, strip and re-scan the result; store it as the derivative when the
-    /// re-scan finds no face (publish), else hold. Always re-stores on a redelivery, since
-    /// the derivative on record may be the unredacted one from before a crash.
-    async fn redact(
-        &self,
-        log: &mut AssetLog,
-        original: Arc<Vec<u8>>,
-        why: String,
-    ) -> Result<(Decision, String), Outcome> {
-        let (detector, limits) = (self.detector.clone(), self.limits.clone());
-        let redacted = tokio::task::spawn_blocking(move || {
-            let redacted = detector.redact(&original)?;
-            let clean = strip(&redacted.bytes, &limits).map_err(|e| e.to_string())?;
-            Ok::<_, String>((clean.bytes, redacted.faces.len(), redacted.format))
-        })
-        .await
-        .map_err(|e| Outcome::Abort(format!("redaction task: {e}")))?;
-        let (bytes, hidden, format) = match redacted {
-            Ok(done) => done,
-            Err(e) => {
-                return Ok((
-                    Decision::Hold,
-                    format!("{why}; redaction failed ({e}): held"),
-                ));
-            }
-        };
-        let bytes = Arc::new(bytes);
-        let rescan = self.scan(bytes.clone()).await?;
-        self.record(log, scanned(&rescan)).await?;
-        if rescan.verdict != Verdict::None {
-            let still = rescan.verdict.as_str();
-            return Ok((
-                Decision::Hold,
-                format!("{why}; after redaction the re-scan says {still}: held"),
-            ));
-        }
-        let digest = sha256(&bytes);
-        let size_bytes = bytes.len() as u64;
-        let derivative = std::io::Cursor::new(bytes.to_vec());
-        self.storage
-            .put_blob(log.asset, Role::Derivative, derivative)
-            .await
-            .map_err(outcome_of)?;
-        let what = EventKind::Redacted {
-            faces: u32::try_from(hidden).unwrap_or(u32::MAX),
-            format: format.name().into(),
-            size_bytes,
-            sha256: digest,
-        };
-        self.record(log, what).await?;
-        Ok((
-            Decision::Publish,
-            format!("{why}; {hidden} face(s) redacted, re-scan found none"),
-        ))
     }
 }
 
 /// The `scanned` event of a scan: verdict, count, scores and model hash; never boxes or pixels.
 fn scanned(scan: &Scan) -> EventKind {
     EventKind::Scanned {
-        verdict: scan.verdict.as_str().into(),
+        verdict: scan.verdict,
         faces: u32::try_from(scan.faces.len()).unwrap_or(u32::MAX),
         scores_milli: scan
             .faces
@@ -312,10 +294,11 @@ impl Handler for AssetJobs {
         Job::from_bytes(body).map_err(|e| e.to_string())
     }
 
-    async fn handle(&self, job: Job, _attempt: u32) -> Outcome {
-        let span = tracing::info_span!("asset", asset.id = %job.asset_id);
+    async fn handle(&self, job: Job, attempt: u32) -> Outcome {
+        let span = tracing::info_span!("asset", asset.id = %job.asset_id, job.attempt = attempt);
         match self.process(job.asset_id).instrument(span).await {
-            Ok(outcome) | Err(outcome) => outcome,
+            Ok(outcome) => outcome,
+            Err(stop) => stop.into(),
         }
     }
 }

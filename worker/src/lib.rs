@@ -1,7 +1,8 @@
-//! The worker daemon: a generic consume loop and the jobs it runs.
+//! asepsis-worker: the worker daemon, a generic consume loop and the jobs it runs.
 //!
-//! [`runner`] knows queues and outcomes, nothing of media; [`jobs`] holds the handlers. The
-//! worker never logs a job body or anything a job refers to beyond its ids.
+//! [`runner`] knows queues and outcomes, nothing of media; [`jobs`] holds the asset job, which
+//! loads and stores around the pure pipeline of `asepsis_common::pipeline`. The worker never
+//! logs a job body or anything a job refers to beyond its ids and counts.
 
 pub mod jobs;
 pub mod runner;

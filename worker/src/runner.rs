@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asepsis_common::queue::{Delivery, Queue, QueueError};
+use asepsis_queue::{Delivery, Queue, QueueError};
 use async_trait::async_trait;
 use futures::FutureExt;
 use tokio::sync::Semaphore;

@@ -684,7 +684,6 @@ pub fn strip(
     if zeroed {
         removed.insert("HEIF:unreferenced data (zeroed)".to_owned());
     }
-    removed.extend(summary.names.iter().cloned());
     Ok((out, removed.into_iter().collect(), summary))
 }
 
@@ -756,9 +755,9 @@ fn clean_properties(
 /// mdat that no item refers to.
 pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), StripError> {
     let fail = |what: String| Err(StripError::Verify(format!("{}: {what}", format.name())));
-    let as_verify = |e: StripError| StripError::Verify(e.to_string());
     let mut count = 0;
-    let top = boxes(bytes, 0, bytes.len(), format, limits, &mut count).map_err(as_verify)?;
+    let top = boxes(bytes, 0, bytes.len(), format, limits, &mut count)
+        .map_err(StripError::into_verify)?;
     if let Some(b) = top.iter().find(|b| !TOP_KEEP.contains(&&b.kind)) {
         return fail(format!(
             "top-level box {} is not allowed",
@@ -776,15 +775,15 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
         limits,
         &mut count,
     )
-    .map_err(as_verify)?;
+    .map_err(StripError::into_verify)?;
     let mut extents: Vec<(usize, usize)> = Vec::new();
     for c in &children {
         match &c.kind {
             b"hdlr" if c.end - c.body == HDLR_BODY && bytes[c.end - 1] == 0 => {}
             b"hdlr" => return fail("hdlr is not its fixed fields and an empty name".into()),
             b"iinf" => {
-                for (_, item, _) in
-                    read_iinf(bytes, *c, format, limits, &mut count, true).map_err(as_verify)?
+                for (_, item, _) in read_iinf(bytes, *c, format, limits, &mut count, true)
+                    .map_err(StripError::into_verify)?
                 {
                     if matches!(&item.kind, b"Exif" | b"mime" | b"uri ") {
                         return fail(format!(
@@ -795,8 +794,8 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
                 }
             }
             b"iref" => {
-                let (_, refs) =
-                    read_iref(bytes, *c, format, limits, &mut count, true).map_err(as_verify)?;
+                let (_, refs) = read_iref(bytes, *c, format, limits, &mut count, true)
+                    .map_err(StripError::into_verify)?;
                 if let Some((k, _, _)) = refs.iter().find(|(k, _, _)| k == b"thmb" || k == b"cdsc")
                 {
                     return fail(format!(
@@ -807,7 +806,7 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
             }
             b"iloc" => {
                 for loc in read_iloc(bytes, *c, format, limits, true)
-                    .map_err(as_verify)?
+                    .map_err(StripError::into_verify)?
                     .items
                     .iter()
                     .filter(|l| l.method == 0)
@@ -819,11 +818,11 @@ pub fn verify(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), Strip
                 }
             }
             b"iprp" => {
-                for ipco in
-                    boxes(bytes, c.body, c.end, format, limits, &mut count).map_err(as_verify)?
+                for ipco in boxes(bytes, c.body, c.end, format, limits, &mut count)
+                    .map_err(StripError::into_verify)?
                 {
                     for prop in boxes(bytes, ipco.body, ipco.end, format, limits, &mut count)
-                        .map_err(as_verify)?
+                        .map_err(StripError::into_verify)?
                     {
                         let body = &bytes[prop.body..prop.end];
                         let is_icc = &prop.kind == b"colr"

@@ -185,6 +185,14 @@ pub enum StripError {
 }
 
 impl StripError {
+    /// Any failure to re-read a stripped output is a verification failure (fail closed).
+    pub(crate) fn into_verify(self) -> Self {
+        match self {
+            e @ StripError::Verify(_) => e,
+            e => StripError::Verify(e.to_string()),
+        }
+    }
+
     pub(crate) fn malformed(format: Format, problem: impl Into<String>) -> Self {
         Self::Malformed {
             format: format.name(),
@@ -235,7 +243,7 @@ pub fn strip_as(format: Format, bytes: &[u8], limits: &Limits) -> Result<Strippe
         bytes.len() as u64,
         limits.max_input_bytes,
     )?;
-    let (out, removed, exif) = match format {
+    let (out, mut removed, exif) = match format {
         Format::Jpeg => jpeg::strip(bytes, limits)?,
         Format::Png => png::strip(bytes, limits)?,
         Format::Webp => webp::strip(bytes, limits)?,
@@ -243,6 +251,10 @@ pub fn strip_as(format: Format, bytes: &[u8], limits: &Limits) -> Result<Strippe
         Format::Heif | Format::Avif => heif::strip(bytes, format, limits)?,
         Format::Dicom => return Err(StripError::Unsupported("DICOM")),
     };
+    // Every container's report: what it dropped, and the EXIF tags that went with it.
+    removed.extend(exif.names.iter().cloned());
+    removed.sort();
+    removed.dedup();
     verify(&out, limits)?;
     Ok(Stripped {
         report: Report {

@@ -185,9 +185,6 @@ pub fn strip(
     for chunk in kept {
         out.extend_from_slice(chunk.raw);
     }
-    removed.extend(exif.names.iter().cloned());
-    removed.sort();
-    removed.dedup();
     Ok((out, removed, exif))
 }
 
@@ -195,7 +192,7 @@ pub fn strip(
 /// clean iCCP under our own name, nothing after IEND.
 pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
     let fail = |what: String| Err(StripError::Verify(format!("PNG: {what}")));
-    let (chunks, end) = walk(bytes, limits).map_err(|e| StripError::Verify(e.to_string()))?;
+    let (chunks, end) = walk(bytes, limits).map_err(StripError::into_verify)?;
     if end != bytes.len() {
         return fail("data after IEND".into());
     }

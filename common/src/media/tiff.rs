@@ -431,7 +431,6 @@ pub fn strip(
     if written == 0 {
         return Err(bad("no full-resolution page"));
     }
-    removed.extend(summary.names.iter().cloned());
     Ok((out, removed.into_iter().collect(), summary))
 }
 
@@ -439,9 +438,8 @@ pub fn strip(
 /// profile clean, strips in bounds, and no bytes unaccounted for.
 pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
     let fail = |what: String| Err(StripError::Verify(format!("TIFF: {what}")));
-    let as_verify = |e: StripError| StripError::Verify(e.to_string());
-    let (f, first) = Flavour::of(bytes).map_err(as_verify)?;
-    let all = pages(bytes, f, first, limits).map_err(as_verify)?;
+    let (f, first) = Flavour::of(bytes).map_err(StripError::into_verify)?;
+    let all = pages(bytes, f, first, limits).map_err(StripError::into_verify)?;
     let mut accounted = f.header_len() as u64;
     let mut pieces = 0u64;
     for (entries, span) in &all {
@@ -459,7 +457,7 @@ pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
                 pieces += 1;
             }
         }
-        for (_, len) in blocks(entries, f, bytes.len()).map_err(as_verify)? {
+        for (_, len) in blocks(entries, f, bytes.len()).map_err(StripError::into_verify)? {
             accounted += len as u64;
             pieces += 1;
         }

@@ -191,9 +191,6 @@ pub fn strip(
     );
     out.extend_from_slice(b"WEBP");
     out.extend_from_slice(&out_body);
-    removed.extend(exif.names.iter().cloned());
-    removed.sort();
-    removed.dedup();
     Ok((out, removed, exif))
 }
 
@@ -201,11 +198,11 @@ pub fn strip(
 /// a minimal EXIF, a clean ICC profile, VP8X flags that match what is there.
 pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
     let fail = |what: String| Err(StripError::Verify(format!("WebP: {what}")));
-    let (body, end) = riff(bytes).map_err(|e| StripError::Verify(e.to_string()))?;
+    let (body, end) = riff(bytes).map_err(StripError::into_verify)?;
     if end != bytes.len() {
         return fail("data after the RIFF payload".into());
     }
-    let all = chunks(body, limits).map_err(|e| StripError::Verify(e.to_string()))?;
+    let all = chunks(body, limits).map_err(StripError::into_verify)?;
     let (mut has_icc, mut has_exif, mut flags) = (false, false, None);
     for chunk in &all {
         match &chunk.kind {
@@ -213,7 +210,7 @@ pub fn verify(bytes: &[u8], limits: &Limits) -> Result<(), StripError> {
             k if IMAGE.contains(&k) => {}
             b"ANMF" => {
                 let parts = chunks(chunk.data.get(ANMF_HEADER..).unwrap_or_default(), limits)
-                    .map_err(|e| StripError::Verify(e.to_string()))?;
+                    .map_err(StripError::into_verify)?;
                 if let Some(p) = parts.iter().find(|p| !FRAME_PARTS.contains(&&p.kind)) {
                     return fail(format!(
                         "frame part {} is not allowed",

@@ -1,4 +1,5 @@
-//! Where everything Asepsis keeps lives in the object store, in one place.
+//! Where everything Asepsis keeps lives in the object store: the key layout, in one place
+//! ([`Object::path`] is the only code that builds an object's key).
 //!
 //! ```text
 //! blobs/{asset}/{role}          encrypted blob (envelope format), role = original | derivative | export
@@ -31,13 +32,15 @@ use object_store::{
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
-use crate::apikey::KeyRecord;
-use crate::consent::Consent;
-use crate::envelope::{
-    self, DEFAULT_SEGMENT_SIZE, DataKey, EnvelopeError, Header, Layout, Role, SegmentCipher,
+use asepsis_common::apikey::KeyRecord;
+use asepsis_common::consent::Consent;
+use asepsis_common::envelope::{
+    self, BlobRole, DEFAULT_SEGMENT_SIZE, DataKey, EnvelopeError, Header, Layout, SegmentCipher,
 };
-use crate::keys::{Keks, KeyError, WrappedKey};
-use crate::provenance::{EventKind, SignedEvent, Signer};
+use asepsis_common::keys::{KekRef, Keks, KeyError, WrappedKey};
+use asepsis_common::provenance::{EventKind, SignedEvent, Signer};
+
+use crate::blob_stream;
 
 /// Appends that lose a race this many times in a row give up with [`StorageError::Contended`].
 const APPEND_RETRIES: usize = 64;
@@ -83,30 +86,43 @@ pub struct Storage {
     segment_size: u32,
 }
 
-fn blob_path(asset: Uuid, role: Role) -> Path {
-    Path::from(format!("blobs/{asset}/{}", role.as_str()))
-}
-fn key_path(asset: Uuid) -> Path {
-    Path::from(format!("keys/{asset}"))
-}
-fn tombstone_path(asset: Uuid) -> Path {
-    Path::from(format!("erased/{asset}"))
-}
-fn events_prefix(asset: Uuid) -> Path {
-    Path::from(format!("events/{asset}"))
-}
-fn event_path(asset: Uuid, seq: u64) -> Path {
-    Path::from(format!("events/{asset}/{seq:020}"))
+/// Every object Asepsis keeps, by what it is (the layout above); [`Object::path`] is its key.
+#[derive(Debug, Clone, Copy)]
+enum Object<'a> {
+    Blob(Uuid, BlobRole),
+    DataKey(Uuid),
+    /// The prefix of every wrapped data key.
+    DataKeys,
+    Erased(Uuid),
+    Events(Uuid),
+    Event(Uuid, u64),
+    Consent(Uuid),
+    ApiKey(&'a str),
+    TenantAssets(&'a str),
+    TenantAsset(&'a str, Uuid),
+    ConsentAssets(Uuid),
+    ConsentAsset(Uuid, Uuid),
+    Idempotency(&'a str, &'a str),
 }
 
-fn consent_path(id: Uuid) -> Path {
-    Path::from(format!("consents/{id}"))
-}
-fn tenant_index(tenant: &str) -> Path {
-    Path::from(format!("index/tenants/{tenant}"))
-}
-fn consent_index(consent: Uuid) -> Path {
-    Path::from(format!("index/consents/{consent}"))
+impl Object<'_> {
+    fn path(self) -> Path {
+        Path::from(match self {
+            Object::Blob(asset, role) => format!("blobs/{asset}/{}", role.as_str()),
+            Object::DataKey(asset) => format!("keys/{asset}"),
+            Object::DataKeys => "keys".to_owned(),
+            Object::Erased(asset) => format!("erased/{asset}"),
+            Object::Events(asset) => format!("events/{asset}"),
+            Object::Event(asset, seq) => format!("events/{asset}/{seq:020}"),
+            Object::Consent(id) => format!("consents/{id}"),
+            Object::ApiKey(id) => format!("apikeys/{id}"),
+            Object::TenantAssets(tenant) => format!("index/tenants/{tenant}"),
+            Object::TenantAsset(tenant, asset) => format!("index/tenants/{tenant}/{asset}"),
+            Object::ConsentAssets(consent) => format!("index/consents/{consent}"),
+            Object::ConsentAsset(consent, asset) => format!("index/consents/{consent}/{asset}"),
+            Object::Idempotency(tenant, key_sha256) => format!("idempotency/{tenant}/{key_sha256}"),
+        })
+    }
 }
 
 /// Who made an upload under an Idempotency-Key, and when it started.
@@ -123,6 +139,7 @@ pub enum Claim<T> {
     Existing(T),
 }
 
+/// The one clock of the services: milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -146,7 +163,7 @@ impl Storage {
     }
 
     /// The KEK version new data keys are wrapped under.
-    pub fn current_kek(&self) -> crate::keys::KekRef {
+    pub fn current_kek(&self) -> KekRef {
         self.keks.current()
     }
 
@@ -155,7 +172,7 @@ impl Storage {
     }
 
     async fn wrapped_key(&self, asset: Uuid) -> Result<Option<WrappedKey>, StorageError> {
-        match self.store.get(&key_path(asset)).await {
+        match self.store.get(&Object::DataKey(asset).path()).await {
             Ok(got) => {
                 let bytes = got.bytes().await?;
                 let wrapped = serde_json::from_slice(&bytes)
@@ -168,7 +185,7 @@ impl Storage {
     }
 
     async fn is_erased(&self, asset: Uuid) -> Result<bool, StorageError> {
-        match self.store.head(&tombstone_path(asset)).await {
+        match self.store.head(&Object::Erased(asset).path()).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -198,21 +215,14 @@ impl Storage {
         }
         let key = DataKey::generate()?;
         let wrapped = self.keks.wrap(asset, &key)?;
-        let json = serde_json::to_vec(&wrapped)
-            .map_err(|_| StorageError::Corrupt("wrapped key".into()))?;
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&key_path(asset), json.into(), create)
-            .await
+        if self
+            .put_json(&Object::DataKey(asset).path(), &wrapped, true)
+            .await?
         {
-            Ok(_) => Ok(key),
+            Ok(key)
+        } else {
             // Another writer created it first: use theirs.
-            Err(object_store::Error::AlreadyExists { .. }) => self.data_key(asset).await,
-            Err(e) => Err(e.into()),
+            self.data_key(asset).await
         }
     }
 
@@ -222,10 +232,11 @@ impl Storage {
     /// # Errors
     /// [`StorageError`] when the key, the input or the store fails; nothing is left half
     /// written (the multipart upload is aborted).
+    #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset, blob.role = role.as_str()))]
     pub async fn put_blob<R>(
         &self,
         asset: Uuid,
-        role: Role,
+        role: BlobRole,
         reader: R,
     ) -> Result<BlobInfo, StorageError>
     where
@@ -235,9 +246,12 @@ impl Storage {
         let kek = self.keks.current();
         let header = Header::new(self.segment_size, &kek.id, kek.version)?;
         let cipher = SegmentCipher::new(&key, header, asset, role);
-        let upload = self.store.put_multipart(&blob_path(asset, role)).await?;
+        let upload = self
+            .store
+            .put_multipart(&Object::Blob(asset, role).path())
+            .await?;
         let mut writer = WriteMultipart::new(upload);
-        let mut chunks = std::pin::pin!(envelope::encrypt_stream(cipher, reader));
+        let mut chunks = std::pin::pin!(blob_stream::encrypt_stream(cipher, reader));
         let (mut stored, mut header_len) = (0u64, None);
         while let Some(chunk) = chunks.next().await {
             match chunk {
@@ -272,9 +286,10 @@ impl Storage {
     /// # Errors
     /// [`StorageError::Erased`] after shredding; [`StorageError::NotFound`]; a header that
     /// does not parse.
-    pub async fn open_blob(&self, asset: Uuid, role: Role) -> Result<OpenBlob, StorageError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset, blob.role = role.as_str()))]
+    pub async fn open_blob(&self, asset: Uuid, role: BlobRole) -> Result<OpenBlob, StorageError> {
         let key = self.data_key(asset).await?;
-        let path = blob_path(asset, role);
+        let path = Object::Blob(asset, role).path();
         let opts = GetOptions {
             range: Some(GetRange::Bounded(0..Header::MAX_LEN as u64)),
             ..Default::default()
@@ -308,7 +323,7 @@ impl Storage {
     pub async fn get_blob(
         &self,
         asset: Uuid,
-        role: Role,
+        role: BlobRole,
     ) -> Result<(u64, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
         let blob = self.open_blob(asset, role).await?;
         Ok((blob.plaintext_len(), blob.stream().await?))
@@ -322,7 +337,7 @@ impl Storage {
     pub async fn get_range(
         &self,
         asset: Uuid,
-        role: Role,
+        role: BlobRole,
         range: Range<u64>,
     ) -> Result<Bytes, StorageError> {
         self.open_blob(asset, role).await?.range(range).await
@@ -333,11 +348,15 @@ impl Storage {
     ///
     /// # Errors
     /// [`StorageError::Store`] when the store fails; run it again.
+    #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset))]
     pub async fn shred(&self, asset: Uuid) -> Result<(), StorageError> {
         self.store
-            .put(&tombstone_path(asset), PutPayload::from_static(b"erased"))
+            .put(
+                &Object::Erased(asset).path(),
+                PutPayload::from_static(b"erased"),
+            )
             .await?;
-        match self.store.delete(&key_path(asset)).await {
+        match self.store.delete(&Object::DataKey(asset).path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -349,10 +368,11 @@ impl Storage {
     ///
     /// # Errors
     /// [`StorageError`] on the first key that cannot be read, unwrapped or written.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate_kek(&self) -> Result<Rotation, StorageError> {
         let current = self.keks.current();
         let mut done = Rotation::default();
-        let mut listing = self.store.list(Some(&Path::from("keys")));
+        let mut listing = self.store.list(Some(&Object::DataKeys.path()));
         while let Some(meta) = listing.try_next().await? {
             let Some(asset) = meta
                 .location
@@ -372,7 +392,9 @@ impl Storage {
             let rewrapped = self.keks.wrap(asset, &key)?;
             let json = serde_json::to_vec(&rewrapped)
                 .map_err(|_| StorageError::Corrupt("wrapped key".into()))?;
-            self.store.put(&key_path(asset), json.into()).await?;
+            self.store
+                .put(&Object::DataKey(asset).path(), json.into())
+                .await?;
             if self.is_erased(asset).await? {
                 // Shredded between our read and write: shred again.
                 self.shred(asset).await?;
@@ -388,10 +410,11 @@ impl Storage {
     ///
     /// # Errors
     /// [`StorageError`] when the store fails or an event does not parse.
+    #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset))]
     pub async fn events(&self, asset: Uuid) -> Result<Vec<SignedEvent>, StorageError> {
         let mut paths: Vec<Path> = self
             .store
-            .list(Some(&events_prefix(asset)))
+            .list(Some(&Object::Events(asset).path()))
             .map_ok(|m| m.location)
             .try_collect()
             .await?;
@@ -412,6 +435,7 @@ impl Storage {
     ///
     /// # Errors
     /// [`StorageError::Contended`] after losing too many races in a row; store failures.
+    #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset, event = what.name().as_str()))]
     pub async fn append_event(
         &self,
         asset: Uuid,
@@ -421,23 +445,13 @@ impl Storage {
         let mut last = self.events(asset).await?.pop();
         for _ in 0..APPEND_RETRIES {
             let next = signer.sign_next(asset, last.as_ref(), now_ms(), what.clone());
-            let json =
-                serde_json::to_vec(&next).map_err(|_| StorageError::Corrupt("event".into()))?;
-            let create = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(&event_path(asset, next.event.seq), json.into(), create)
-                .await
+            if self
+                .put_json(&Object::Event(asset, next.event.seq).path(), &next, true)
+                .await?
             {
-                Ok(_) => return Ok(next),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    last = self.events(asset).await?.pop();
-                }
-                Err(e) => return Err(e.into()),
+                return Ok(next);
             }
+            last = self.events(asset).await?.pop();
         }
         Err(StorageError::Contended(asset))
     }
@@ -449,7 +463,7 @@ pub struct OpenBlob {
     key: DataKey,
     path: Path,
     asset: Uuid,
-    role: Role,
+    role: BlobRole,
     header: Header,
     layout: Layout,
     stored_len: u64,
@@ -484,7 +498,7 @@ impl OpenBlob {
             .get(&self.path)
             .await
             .map_err(|e| not_found(e, &self.path))?;
-        Ok(envelope::decrypt_stream(
+        Ok(blob_stream::decrypt_stream(
             self.key,
             self.asset,
             self.role,
@@ -514,7 +528,8 @@ impl Storage {
         }
     }
 
-    /// Write `value` at `path`; create-only answers `false` when the object already exists.
+    /// Write `value` at `path`; create-only answers `false` when the object already exists
+    /// (the one create-only put: events, wrapped keys, API keys, idempotency claims).
     async fn put_json<T: serde::Serialize>(
         &self,
         path: &Path,
@@ -552,7 +567,7 @@ impl Storage {
     /// # Errors
     /// Store failures; [`StorageError::Corrupt`] when the record does not parse.
     pub async fn consent(&self, id: Uuid) -> Result<Option<Consent>, StorageError> {
-        self.get_json(&consent_path(id)).await
+        self.get_json(&Object::Consent(id).path()).await
     }
 
     /// Write a consent record (whole: a withdrawal rewrites it with `withdrawn_at` set).
@@ -560,7 +575,7 @@ impl Storage {
     /// # Errors
     /// Store failures.
     pub async fn put_consent(&self, consent: &Consent) -> Result<(), StorageError> {
-        self.put_json(&consent_path(consent.id), consent, false)
+        self.put_json(&Object::Consent(consent.id).path(), consent, false)
             .await
             .map(|_| ())
     }
@@ -571,7 +586,7 @@ impl Storage {
         if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        self.get_json(&Path::from(format!("apikeys/{id}"))).await
+        self.get_json(&Object::ApiKey(id).path()).await
     }
 
     /// Store a new key record, create-only.
@@ -579,7 +594,7 @@ impl Storage {
     /// # Errors
     /// Store failures; [`StorageError::Corrupt`] if the id is taken (64 random bits: never).
     pub async fn put_api_key(&self, record: &KeyRecord) -> Result<(), StorageError> {
-        let path = Path::from(format!("apikeys/{}", record.id));
+        let path = Object::ApiKey(&record.id).path();
         match self.put_json(&path, record, true).await? {
             true => Ok(()),
             false => Err(StorageError::Corrupt(path.to_string())),
@@ -596,9 +611,11 @@ impl Storage {
         consent: Uuid,
         asset: Uuid,
     ) -> Result<(), StorageError> {
-        for prefix in [tenant_index(tenant), consent_index(consent)] {
-            let path = Path::from(format!("{prefix}/{asset}"));
-            self.store.put(&path, PutPayload::default()).await?;
+        for key in [
+            Object::TenantAsset(tenant, asset),
+            Object::ConsentAsset(consent, asset),
+        ] {
+            self.store.put(&key.path(), PutPayload::default()).await?;
         }
         Ok(())
     }
@@ -608,7 +625,7 @@ impl Storage {
     /// # Errors
     /// Store failures.
     pub async fn tenant_assets(&self, tenant: &str) -> Result<Vec<Uuid>, StorageError> {
-        self.list_ids(&tenant_index(tenant)).await
+        self.list_ids(&Object::TenantAssets(tenant).path()).await
     }
 
     /// The assets uploaded under a consent, in id order.
@@ -616,7 +633,7 @@ impl Storage {
     /// # Errors
     /// Store failures.
     pub async fn consent_assets(&self, consent: Uuid) -> Result<Vec<Uuid>, StorageError> {
-        self.list_ids(&consent_index(consent)).await
+        self.list_ids(&Object::ConsentAssets(consent).path()).await
     }
 
     /// Claim an Idempotency-Key (already hashed by the caller) for `record`, or return the
@@ -630,7 +647,7 @@ impl Storage {
         key_sha256: &str,
         record: &IdempotencyRecord,
     ) -> Result<Claim<IdempotencyRecord>, StorageError> {
-        let path = Path::from(format!("idempotency/{tenant}/{key_sha256}"));
+        let path = Object::Idempotency(tenant, key_sha256).path();
         if self.put_json(&path, record, true).await? {
             return Ok(Claim::Created);
         }
@@ -645,8 +662,8 @@ impl Storage {
     ///
     /// # Errors
     /// Store failures.
-    pub async fn delete_blob(&self, asset: Uuid, role: Role) -> Result<(), StorageError> {
-        match self.store.delete(&blob_path(asset, role)).await {
+    pub async fn delete_blob(&self, asset: Uuid, role: BlobRole) -> Result<(), StorageError> {
+        match self.store.delete(&Object::Blob(asset, role).path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -659,8 +676,8 @@ impl Storage {
     /// # Errors
     /// Store failures.
     pub async fn forget_upload(&self, asset: Uuid) -> Result<(), StorageError> {
-        self.delete_blob(asset, Role::Original).await?;
-        match self.store.delete(&key_path(asset)).await {
+        self.delete_blob(asset, BlobRole::Original).await?;
+        match self.store.delete(&Object::DataKey(asset).path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -672,6 +689,7 @@ impl Storage {
     ///
     /// # Errors
     /// Store failures.
+    #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset, event = what.name().as_str()))]
     pub async fn append_after(
         &self,
         asset: Uuid,
@@ -680,7 +698,7 @@ impl Storage {
         what: EventKind,
     ) -> Result<Option<SignedEvent>, StorageError> {
         let next = signer.sign_next(asset, last, now_ms(), what);
-        let path = event_path(asset, next.event.seq);
+        let path = Object::Event(asset, next.event.seq).path();
         Ok(self.put_json(&path, &next, true).await?.then_some(next))
     }
 }

@@ -37,7 +37,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Consumer, DeadLetter, Delivery, Policy, Queue, QueueError, QueueStats, Replay, Settle,
+    Consumer, DeadLetter, Delivery, Queue, QueueError, QueueStats, Replay, RetryPolicy, Settle,
     clip_reason, limit_reason,
 };
 
@@ -55,7 +55,7 @@ struct Inner {
     url: String,
     connection_name: String,
     names: Names,
-    policy: Policy,
+    policy: RetryPolicy,
     confirm_timeout: Duration,
     link: Mutex<Option<Arc<Link>>>,
 }
@@ -133,7 +133,7 @@ impl RabbitQueue {
     pub async fn connect(
         url: &str,
         queue: &str,
-        policy: Policy,
+        policy: RetryPolicy,
         confirm_timeout: Duration,
     ) -> Result<Self, QueueError> {
         let mut delays = policy.retry_delays.clone();

@@ -6,11 +6,40 @@
 
 use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use asepsis_common::media::{Limits, Report, strip};
+use asepsis_config::Settings;
 use rayon::prelude::*;
 use serde::Serialize;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files and directories (walked recursively).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    inputs: Vec<PathBuf>,
+    /// Where clean files go, under the same relative names.
+    #[arg(short = 'o', long = "out", value_name = "OUTDIR")]
+    out: PathBuf,
+    /// Write a JSON report (one entry per file) here.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+/// Exit 0 only when every file came out clean.
+pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
+    let limits = settings.strip;
+    let clean = tokio::task::spawn_blocking(move || {
+        sanitize(&args.inputs, &args.out, args.report.as_deref(), &limits)
+    })
+    .await??;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
 #[derive(Debug, Serialize)]
 pub struct FileReport {
@@ -141,8 +170,8 @@ fn sanitize_one(source: &Path, rel: &Path, out_dir: &Path, limits: &Limits) -> F
     }
 }
 
-/// Run the command; returns whether every file came out clean.
-pub fn run(
+/// Strip every file; returns whether every one came out clean.
+fn sanitize(
     inputs: &[PathBuf],
     out_dir: &Path,
     report: Option<&Path>,

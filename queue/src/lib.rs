@@ -1,4 +1,5 @@
-//! The job queue: one contract, two implementations.
+//! asepsis-queue: the job queue, one contract and two implementations, and the notifications
+//! that go out beside it.
 //!
 //! [`Queue`] is what ingest publishes to and the worker runner consumes from. The contract,
 //! which the shared test suite checks against both implementations:
@@ -17,6 +18,7 @@
 //! log a body.
 
 mod embedded;
+pub mod notify;
 mod rabbitmq;
 
 use std::time::Duration;
@@ -28,7 +30,7 @@ pub use rabbitmq::RabbitQueue;
 
 /// Retry and delivery-limit settings shared by both implementations.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct RetryPolicy {
     /// Deliveries of one message before it is dead-lettered.
     pub max_attempts: u32,
     /// Delay before delivery `n + 1` after a retry of delivery `n` is `retry_delays[n - 1]`;
@@ -36,7 +38,7 @@ pub struct Policy {
     pub retry_delays: Vec<Duration>,
 }
 
-impl Policy {
+impl RetryPolicy {
     /// The backoff after the given (1-based) attempt.
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let index = (attempt.max(1) - 1) as usize;
@@ -210,7 +212,7 @@ mod tests {
 
     #[test]
     fn backoff_uses_last_delay_past_the_list() {
-        let p = Policy {
+        let p = RetryPolicy {
             max_attempts: 9,
             retry_delays: vec![Duration::from_millis(10), Duration::from_millis(20)],
         };

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::{
-    Consumer, DeadLetter, Delivery, Policy, Queue, QueueError, QueueStats, Replay, Settle,
+    Consumer, DeadLetter, Delivery, Queue, QueueError, QueueStats, Replay, RetryPolicy, Settle,
     clip_reason, limit_reason,
 };
 
@@ -49,7 +49,7 @@ pub struct EmbeddedQueue {
 
 struct Inner {
     db: Mutex<Connection>,
-    policy: Policy,
+    policy: RetryPolicy,
     wake: Notify,
     _lock: Option<File>,
 }
@@ -76,7 +76,7 @@ impl EmbeddedQueue {
     /// # Errors
     /// [`QueueError::Locked`] when another process serves it; [`QueueError::Storage`] when the
     /// database cannot be opened.
-    pub fn open(dir: &Path, policy: Policy) -> Result<Self, QueueError> {
+    pub fn open(dir: &Path, policy: RetryPolicy) -> Result<Self, QueueError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let lock_path = dir.join("spool.lock");
         let lock = File::create(&lock_path).map_err(storage)?;
@@ -106,7 +106,7 @@ impl EmbeddedQueue {
     ///
     /// # Errors
     /// [`QueueError::Storage`] when the database cannot be opened.
-    pub fn open_admin(dir: &Path, policy: Policy) -> Result<Self, QueueError> {
+    pub fn open_admin(dir: &Path, policy: RetryPolicy) -> Result<Self, QueueError> {
         if !dir.join("spool.sqlite3").is_file() {
             return Err(QueueError::Storage(format!(
                 "no spool in {} (start `asepsis up` first, or pass --data)",
@@ -116,7 +116,7 @@ impl EmbeddedQueue {
         Self::connect(dir, policy, None)
     }
 
-    fn connect(dir: &Path, policy: Policy, lock: Option<File>) -> Result<Self, QueueError> {
+    fn connect(dir: &Path, policy: RetryPolicy, lock: Option<File>) -> Result<Self, QueueError> {
         let path: PathBuf = dir.join("spool.sqlite3");
         let db = Connection::open(&path).map_err(storage)?;
         db.busy_timeout(Duration::from_secs(10)).map_err(storage)?;
@@ -137,7 +137,7 @@ impl EmbeddedQueue {
 
     fn with_db<T>(
         &self,
-        f: impl FnOnce(&mut Connection, &Policy) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut Connection, &RetryPolicy) -> rusqlite::Result<T>,
     ) -> Result<T, QueueError> {
         self.inner.with_db(f)
     }
@@ -145,7 +145,7 @@ impl EmbeddedQueue {
     /// Run `f` on the database off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection, &Policy) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection, &RetryPolicy) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, QueueError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.with_db(f))
@@ -157,7 +157,7 @@ impl EmbeddedQueue {
 impl Inner {
     fn with_db<T>(
         &self,
-        f: impl FnOnce(&mut Connection, &Policy) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut Connection, &RetryPolicy) -> rusqlite::Result<T>,
     ) -> Result<T, QueueError> {
         let mut db = self
             .db

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use asepsis_common::envelope::Role;
-use asepsis_common::keys::{Keks, LocalKeyring};
+use asepsis_common::envelope::BlobRole;
+use asepsis_common::keys::Keks;
+use asepsis_common::policy::Decision;
 use asepsis_common::provenance::{self, EventKind, Signer, TrustedKeys};
-use asepsis_common::storage::{Storage, StorageError};
+use asepsis_store::keyring::LocalKeyring;
+use asepsis_store::{Storage, StorageError};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -52,7 +54,7 @@ fn cursor(bytes: Vec<u8>) -> std::io::Cursor<Vec<u8>> {
     std::io::Cursor::new(bytes)
 }
 
-async fn read_all(storage: &Storage, asset: Uuid, role: Role) -> Result<Vec<u8>, StorageError> {
+async fn read_all(storage: &Storage, asset: Uuid, role: BlobRole) -> Result<Vec<u8>, StorageError> {
     let (len, stream) = storage.get_blob(asset, role).await?;
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
     let all = chunks.concat();
@@ -78,11 +80,13 @@ async fn blobs_round_trip_and_ranges_cross_segments() {
         let plain = data(5 * SEG as usize + 123);
         let info = fx
             .storage
-            .put_blob(asset, Role::Original, cursor(plain.clone()))
+            .put_blob(asset, BlobRole::Original, cursor(plain.clone()))
             .await
             .unwrap();
         assert_eq!(info.plaintext_bytes, plain.len() as u64, "{name}");
-        let all = read_all(&fx.storage, asset, Role::Original).await.unwrap();
+        let all = read_all(&fx.storage, asset, BlobRole::Original)
+            .await
+            .unwrap();
         assert_eq!(all, plain, "{name}");
         let ranges = [
             (0, 1),
@@ -95,7 +99,7 @@ async fn blobs_round_trip_and_ranges_cross_segments() {
             let range = u64::from(a)..u64::from(b);
             let got = fx
                 .storage
-                .get_range(asset, Role::Original, range)
+                .get_range(asset, BlobRole::Original, range)
                 .await
                 .unwrap();
             assert_eq!(&got[..], &plain[a as usize..b as usize], "{name} {a}..{b}");
@@ -103,17 +107,17 @@ async fn blobs_round_trip_and_ranges_cross_segments() {
         let past_end = 0..plain.len() as u64 + 1;
         assert!(
             fx.storage
-                .get_range(asset, Role::Original, past_end)
+                .get_range(asset, BlobRole::Original, past_end)
                 .await
                 .is_err()
         );
         // A derivative of the same asset has its own blob under the same data key.
         let small = cursor(b"small".to_vec());
         fx.storage
-            .put_blob(asset, Role::Derivative, small)
+            .put_blob(asset, BlobRole::Derivative, small)
             .await
             .unwrap();
-        let got = read_all(&fx.storage, asset, Role::Derivative)
+        let got = read_all(&fx.storage, asset, BlobRole::Derivative)
             .await
             .unwrap();
         assert_eq!(got, b"small");
@@ -127,7 +131,7 @@ async fn a_swapped_blob_is_detected() {
         for asset in [a, b] {
             let plain = cursor(data(100));
             fx.storage
-                .put_blob(asset, Role::Original, plain)
+                .put_blob(asset, BlobRole::Original, plain)
                 .await
                 .unwrap();
         }
@@ -135,7 +139,7 @@ async fn a_swapped_blob_is_detected() {
         let store = fx.storage.object_store();
         let target = format!("blobs/{a}/original").into();
         store.put(&target, other.into()).await.unwrap();
-        let read = read_all(&fx.storage, a, Role::Original).await;
+        let read = read_all(&fx.storage, a, BlobRole::Original).await;
         assert!(read.is_err(), "{name}");
     }
 }
@@ -147,7 +151,7 @@ async fn rotation_rewraps_without_touching_blobs_and_retires_the_old_version() {
         for asset in &assets {
             let plain = cursor(data(9000));
             fx.storage
-                .put_blob(*asset, Role::Original, plain)
+                .put_blob(*asset, BlobRole::Original, plain)
                 .await
                 .unwrap();
         }
@@ -169,7 +173,9 @@ async fn rotation_rewraps_without_touching_blobs_and_retires_the_old_version() {
         fx.keyring.retire(old).unwrap();
         assert_eq!(fx.keyring.versions(), vec![new.version]);
         for asset in &assets {
-            let all = read_all(&fx.storage, *asset, Role::Original).await.unwrap();
+            let all = read_all(&fx.storage, *asset, BlobRole::Original)
+                .await
+                .unwrap();
             assert_eq!(all, data(9000), "{name}");
         }
     }
@@ -179,7 +185,7 @@ async fn rotation_rewraps_without_touching_blobs_and_retires_the_old_version() {
 async fn shredding_makes_every_blob_unreadable() {
     for (name, fx) in fixtures() {
         let asset = Uuid::new_v4();
-        for role in [Role::Original, Role::Derivative] {
+        for role in [BlobRole::Original, BlobRole::Derivative] {
             fx.storage
                 .put_blob(asset, role, cursor(data(10)))
                 .await
@@ -187,7 +193,7 @@ async fn shredding_makes_every_blob_unreadable() {
         }
         fx.storage.shred(asset).await.unwrap();
         fx.storage.shred(asset).await.unwrap(); // idempotent
-        for role in [Role::Original, Role::Derivative] {
+        for role in [BlobRole::Original, BlobRole::Derivative] {
             let read = fx.storage.get_blob(asset, role).await.map(|_| ());
             assert!(
                 matches!(read, Err(StorageError::Erased(a)) if a == asset),
@@ -203,7 +209,7 @@ async fn shredding_makes_every_blob_unreadable() {
         assert!(matches!(key, Err(StorageError::Erased(_))), "{name}");
         let again = fx
             .storage
-            .put_blob(asset, Role::Original, cursor(data(10)))
+            .put_blob(asset, BlobRole::Original, cursor(data(10)))
             .await;
         assert!(matches!(again, Err(StorageError::Erased(_))), "{name}");
     }
@@ -222,7 +228,7 @@ async fn concurrent_appends_win_each_sequence_number_once_and_the_chain_verifies
                     let mut seqs = Vec::new();
                     for i in 0..per_task {
                         let what = EventKind::Verdict {
-                            decision: "hold".into(),
+                            decision: Decision::Hold,
                             reason: format!("task {t} #{i}"),
                         };
                         let event = storage.append_event(asset, &signer, what).await.unwrap();
@@ -252,9 +258,9 @@ async fn verify_catches_a_stored_event_edited_or_removed() {
     for (name, fx) in fixtures() {
         let asset = Uuid::new_v4();
         let signer = Signer::generate().unwrap();
-        for decision in ["hold", "publish", "hold"] {
+        for decision in [Decision::Hold, Decision::Publish, Decision::Hold] {
             let what = EventKind::Verdict {
-                decision: decision.into(),
+                decision,
                 reason: "r".into(),
             };
             fx.storage.append_event(asset, &signer, what).await.unwrap();
@@ -265,7 +271,7 @@ async fn verify_catches_a_stored_event_edited_or_removed() {
         let text = object(&fx.storage, path.clone()).await;
         let edited = String::from_utf8(text.to_vec())
             .unwrap()
-            .replace("publish", "reject!");
+            .replace("publish", "internal");
         let store = fx.storage.object_store();
         let location = path.into();
         store

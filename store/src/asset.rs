@@ -4,14 +4,14 @@
 //! Both the worker and the reviewer's approval publish through [`AssetLog::publish`], which
 //! re-checks the consent at that moment. Never logs event contents.
 
-use serde::Serialize;
+use asepsis_common::consent::{Consent, Unusable};
+use asepsis_common::media::Format;
+use asepsis_common::notify::Notification;
+use asepsis_common::policy::Decision;
+use asepsis_common::provenance::{AssetState, EventKind, EventName, SignedEvent, Signer, fold};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::consent::{Consent, Unusable};
-use crate::notify::Notification;
-use crate::provenance::{AssetState, EventKind, SignedEvent, Signer, fold};
 use crate::storage::{Storage, StorageError};
 
 /// What ingest recorded when the asset arrived.
@@ -19,7 +19,7 @@ use crate::storage::{Storage, StorageError};
 pub struct Arrival {
     pub tenant: String,
     pub consent_id: Uuid,
-    pub format: String,
+    pub format: Format,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl AssetLog {
             } => Some(Arrival {
                 tenant: tenant.clone(),
                 consent_id: *consent_id,
-                format: format.clone(),
+                format: *format,
             }),
             _ => None,
         })
@@ -76,13 +76,13 @@ impl AssetLog {
         fold(&self.events)
     }
 
-    /// Does the log hold an event of this name (`stripped`, `published`, ...)?
-    pub fn has(&self, name: &str) -> bool {
+    /// Does the log hold an event of this kind?
+    pub fn has(&self, name: EventName) -> bool {
         self.events.iter().any(|e| e.event.what.name() == name)
     }
 
-    /// The latest event of this name.
-    pub fn last_of(&self, name: &str) -> Option<&EventKind> {
+    /// The latest event of this kind.
+    pub fn last_of(&self, name: EventName) -> Option<&EventKind> {
         self.events
             .iter()
             .rev()
@@ -124,14 +124,14 @@ impl AssetLog {
         consent: &Consent,
         now: OffsetDateTime,
     ) -> Result<Published, StorageError> {
-        if self.has("published") {
+        if self.has(EventName::Published) {
             return Ok(Published::Already);
         }
         let (what, result) = match consent.check_for_publication(now) {
             Ok(()) => (EventKind::Published, Published::Now),
             Err(why) => (
                 EventKind::Verdict {
-                    decision: "hold".into(),
+                    decision: Decision::Hold,
                     reason: format!("not published: {why}"),
                 },
                 Published::Refused(why),
@@ -151,7 +151,7 @@ impl AssetLog {
             AssetState::Held => "held",
             AssetState::Rejected => "rejected",
             AssetState::Withdrawn => "withdrawn",
-            _ => last.event.what.name(),
+            _ => last.event.what.name().as_str(),
         };
         Some(Notification {
             asset_id: self.asset,
@@ -161,70 +161,4 @@ impl AssetLog {
             event_hash: last.hash.clone(),
         })
     }
-
-    /// What `GET /v1/assets/{id}` shows: state, decision and the names of what was removed.
-    pub fn summary(&self) -> Summary {
-        let mut s = Summary {
-            id: self.asset,
-            state: self.state(),
-            ..Summary::default()
-        };
-        for e in &self.events {
-            match &e.event.what {
-                EventKind::Received { format, .. } => s.format = Some(format.clone()),
-                EventKind::Stripped {
-                    removed,
-                    gps_in_original,
-                    ..
-                } => {
-                    s.removed.clone_from(removed);
-                    s.gps_in_original = Some(*gps_in_original);
-                }
-                EventKind::Scanned { verdict, faces, .. } => {
-                    s.face_scan = Some(verdict.clone());
-                    s.faces = Some(*faces);
-                }
-                EventKind::Redacted { faces, .. } => s.redacted_faces = Some(*faces),
-                EventKind::Verdict { decision, reason } => {
-                    s.verdict = Some(decision.clone());
-                    s.reason = Some(reason.clone());
-                }
-                EventKind::Reviewed { decision, .. } => {
-                    s.verdict = Some(format!("reviewer: {decision}"));
-                }
-                EventKind::Rejected { reason } => {
-                    s.verdict = Some("reject".into());
-                    s.reason = Some(reason.clone());
-                }
-                _ => {}
-            }
-        }
-        if s.state == Some(AssetState::Published) {
-            s.media_url = Some(format!("/media/{}", self.asset));
-        }
-        s
-    }
-}
-
-/// An asset's status as clients see it. Names of removed metadata, never values.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Summary {
-    pub id: Uuid,
-    /// received, processing, held, published, rejected, withdrawn, erased, restricted,
-    /// taken_down
-    #[schema(value_type = Option<String>)]
-    pub state: Option<AssetState>,
-    /// The latest decision: publish, hold, redact, internal, reject.
-    pub verdict: Option<String>,
-    pub reason: Option<String>,
-    pub format: Option<String>,
-    /// Names of the metadata items removed (`EXIF:GPSLatitude`, `XMP`, ...).
-    pub removed: Vec<String>,
-    pub gps_in_original: Option<bool>,
-    /// identifiable, uncertain, none or not_scanned.
-    pub face_scan: Option<String>,
-    pub faces: Option<u32>,
-    /// Faces hidden in the published derivative.
-    pub redacted_faces: Option<u32>,
-    pub media_url: Option<String>,
 }

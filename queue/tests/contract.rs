@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use asepsis_common::queue::{Consumer, EmbeddedQueue, Policy, Queue, RabbitQueue, Replay};
+use asepsis_queue::{Consumer, EmbeddedQueue, Queue, RabbitQueue, Replay, RetryPolicy};
 use asepsis_worker::runner::{self, Handler, Outcome, RunnerConfig};
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 const DEADLINE: Duration = Duration::from_secs(60);
 const MAX_ATTEMPTS: u32 = 3;
 
-fn policy() -> Policy {
-    Policy {
+fn policy() -> RetryPolicy {
+    RetryPolicy {
         max_attempts: MAX_ATTEMPTS,
         retry_delays: vec![Duration::from_millis(20), Duration::from_millis(40)],
     }
@@ -483,10 +483,7 @@ mod embedded_only {
         let dir = tempfile::tempdir().unwrap();
         let _first = EmbeddedQueue::open(dir.path(), policy()).unwrap();
         let second = EmbeddedQueue::open(dir.path(), policy());
-        assert!(matches!(
-            second,
-            Err(asepsis_common::queue::QueueError::Locked(_))
-        ));
+        assert!(matches!(second, Err(asepsis_queue::QueueError::Locked(_))));
         // Admin access beside the server is fine.
         EmbeddedQueue::open_admin(dir.path(), policy()).unwrap();
     }

@@ -1,0 +1,186 @@
+//! The asset pipeline: what becomes of one original, as one synchronous function over its
+//! bytes. Strip (with its verify) → decode once → scan → decide → redact → strip and verify
+//! again → re-scan. Deterministic for the same bytes, settings and model, so a job redelivered
+//! after a crash computes the same result and records only what is missing.
+//!
+//! Pure: it neither stores nor logs; the worker around it loads the original, stores the
+//! derivative and appends the events this result describes.
+
+use crate::consent::Scope;
+use crate::faces::{Detector, Scan, Verdict};
+use crate::media::{Format, Limits, StripError, Stripped, strip};
+use crate::policy::{Decision, decide};
+use crate::sha256_hex;
+
+/// What the pipeline made of an original.
+#[derive(Debug)]
+pub enum Processed {
+    /// The file is refused: unknown or unsupported format, malformed, over a limit, or its
+    /// stripped form failed verification. The asset ends `rejected` with this reason.
+    Rejected(StripError),
+    Decided(Box<Decided>),
+}
+
+/// A file that stripped clean, scanned and decided.
+#[derive(Debug)]
+pub struct Decided {
+    /// The original with its metadata removed (verified): the derivative unless redacted.
+    pub stripped: Stripped,
+    pub stripped_sha256: String,
+    /// The face scan of the original.
+    pub scan: Scan,
+    /// Set when the policy asked for the faces to be redacted and the redaction was done.
+    pub redaction: Option<Redaction>,
+    /// Publish, hold or internal; never redact (redaction ends in publish or hold).
+    pub decision: Decision,
+    /// Why, for a reviewer (scope, verdicts and counts; no PHI).
+    pub reason: String,
+}
+
+/// The redaction of a de-identified consent's image.
+#[derive(Debug)]
+pub struct Redaction {
+    /// The scan of the redacted, stripped image.
+    pub rescan: Scan,
+    /// The redacted image, when the re-scan found no face: it replaces the stripped original
+    /// as the derivative. `None`: a face is still seen, and the asset is held.
+    pub derivative: Option<Redacted>,
+}
+
+/// A redacted, stripped and verified derivative.
+#[derive(Debug)]
+pub struct Redacted {
+    pub bytes: Vec<u8>,
+    /// HEIF and AVIF are re-encoded as JPEG.
+    pub format: Format,
+    pub faces_hidden: u32,
+    pub sha256: String,
+}
+
+/// Run the pipeline over `original`, uploaded under a consent of `scope`.
+pub fn process(
+    original: &[u8],
+    scope: Scope,
+    limits: &Limits,
+    detector: &dyn Detector,
+) -> Processed {
+    let stripped = match strip(original, limits) {
+        Ok(stripped) => stripped,
+        Err(e) => return Processed::Rejected(e),
+    };
+    let decoded = detector.decode(original);
+    let scan = match &decoded {
+        Ok(image) => detector.scan_decoded(image),
+        Err(why) => Scan::not_scanned(why.clone()),
+    };
+    let (decision, why) = decide(scope, scan.verdict, stripped.report.gps_in_original);
+    let (decision, reason, redaction) = match (decision, decoded) {
+        (Decision::Redact, Ok(image)) => redact(original, image, limits, detector, why),
+        (Decision::Redact, Err(e)) => (
+            Decision::Hold,
+            format!("{why}; redaction failed ({e}): held"),
+            None,
+        ),
+        (other, _) => (other, why, None),
+    };
+    Processed::Decided(Box::new(Decided {
+        stripped_sha256: sha256_hex(&stripped.bytes),
+        stripped,
+        scan,
+        redaction,
+        decision,
+        reason,
+    }))
+}
+
+/// Hide the faces, strip and verify the result, and re-scan it: publish when the re-scan
+/// finds nothing, else hold.
+fn redact(
+    original: &[u8],
+    image: image::DynamicImage,
+    limits: &Limits,
+    detector: &dyn Detector,
+    why: String,
+) -> (Decision, String, Option<Redaction>) {
+    let done = detector
+        .redact_decoded(original, image)
+        .and_then(|r| Ok((strip(&r.bytes, limits).map_err(|e| e.to_string())?, r)));
+    let (clean, redacted) = match done {
+        Ok(done) => done,
+        Err(e) => {
+            let reason = format!("{why}; redaction failed ({e}): held");
+            return (Decision::Hold, reason, None);
+        }
+    };
+    let rescan = detector.scan(&clean.bytes);
+    if rescan.verdict != Verdict::None {
+        let still = rescan.verdict.as_str();
+        let reason = format!("{why}; after redaction the re-scan says {still}: held");
+        let redaction = Redaction {
+            rescan,
+            derivative: None,
+        };
+        return (Decision::Hold, reason, Some(redaction));
+    }
+    let hidden = redacted.faces.len();
+    let derivative = Redacted {
+        sha256: sha256_hex(&clean.bytes),
+        bytes: clean.bytes,
+        format: redacted.format,
+        faces_hidden: u32::try_from(hidden).unwrap_or(u32::MAX),
+    };
+    let reason = format!("{why}; {hidden} face(s) redacted, re-scan found none");
+    let redaction = Redaction {
+        rescan,
+        derivative: Some(derivative),
+    };
+    (Decision::Publish, reason, Some(redaction))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faces::Unavailable;
+
+    fn png() -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::new_luma8(4, 4)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_file_that_does_not_strip_is_rejected_with_the_reason() {
+        let detector = Unavailable("no model".into());
+        match process(
+            b"not an image",
+            Scope::Identifiable,
+            &Limits::default(),
+            &detector,
+        ) {
+            Processed::Rejected(e) => assert_eq!(e, StripError::UnknownFormat),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_a_detector_the_policy_decides_on_not_scanned() {
+        let detector = Unavailable("no model".into());
+        let limits = Limits::default();
+        for (scope, want) in [
+            (Scope::Identifiable, Decision::Publish),
+            (Scope::Deidentified, Decision::Hold),
+            (Scope::Internal, Decision::Internal),
+        ] {
+            let Processed::Decided(d) = process(&png(), scope, &limits, &detector) else {
+                panic!("{scope:?}: the PNG strips clean");
+            };
+            assert_eq!(d.decision, want, "{scope:?}");
+            assert_eq!(d.scan.verdict, Verdict::NotScanned);
+            assert_eq!(d.scan.reason.as_deref(), Some("no model"));
+            assert!(d.redaction.is_none());
+            assert_eq!(d.stripped_sha256, sha256_hex(&d.stripped.bytes));
+        }
+    }
+}

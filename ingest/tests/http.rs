@@ -1,0 +1,241 @@
+//! The HTTP edge in-process (`app(state).oneshot(req)`, no network): operational routes, the
+//! OpenAPI document, and uploads refused with a reason that leave nothing behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asepsis_common::provenance::Signer;
+use asepsis_ingest::{AppState, app};
+use asepsis_queue::{EmbeddedQueue, RetryPolicy};
+use asepsis_store::Storage;
+use asepsis_store::keyring::LocalKeyring;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tower::ServiceExt;
+
+fn state(dir: &std::path::Path) -> AppState {
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        retry_delays: vec![Duration::from_millis(10)],
+    };
+    let queue = EmbeddedQueue::open(&dir.join("queue"), policy).unwrap();
+    let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).unwrap();
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
+    AppState {
+        queue: Arc::new(queue),
+        metrics: PrometheusBuilder::new().build_recorder().handle(),
+        storage: Storage::new(Arc::new(store), Arc::new(keyring)),
+        signer: Arc::new(Signer::generate().unwrap()),
+        notifier: Arc::new(asepsis_queue::notify::InProcess::new()),
+        detector: Arc::new(asepsis_common::faces::Unavailable("test".into())),
+        max_upload_bytes: 1 << 20,
+        idempotency_lease: Duration::from_secs(60),
+    }
+}
+
+async fn get(app: Router, path: &str) -> (StatusCode, String, Option<String>) {
+    let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned(), id)
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(state(dir.path()), Duration::from_secs(5));
+    let (status, body, id) = get(app.clone(), "/healthz").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+    assert!(id.is_some(), "every response carries a request id");
+    assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+    let (status, _, _) = get(app.clone(), "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get(app, "/nope").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(state(dir.path()), Duration::from_secs(5));
+    let (status, body, _) = get(app, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for path in [
+        "/v1/consents",
+        "/v1/consents/{id}",
+        "/v1/consents/{id}/withdraw",
+        "/v1/assets",
+        "/v1/assets/{id}",
+        "/v1/assets/{id}/provenance",
+        "/v1/assets/{id}/review",
+        "/v1/review",
+        "/media/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["Terms"].is_object());
+}
+
+const BOUNDARY: &str = "XyZboundary";
+
+fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        let file = if *name == "file" {
+            "; filename=\"x.bin\""
+        } else {
+            ""
+        };
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn upload(app: Router, key: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/assets")
+        .header("authorization", format!("Bearer {key}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let closes = res
+        .headers()
+        .get("connection")
+        .is_some_and(|v| v == "close");
+    assert_eq!(
+        closes,
+        !status.is_success(),
+        "a refused upload closes its connection"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn key(state: &AppState, role: asepsis_common::apikey::Role) -> String {
+    let (token, record) = asepsis_common::apikey::generate("clinic", role, 0).unwrap();
+    state.storage.put_api_key(&record).await.unwrap();
+    token
+}
+
+/// A consent as stored, with its expiry (if any) already past.
+async fn consent(state: &AppState, expired: bool) -> uuid::Uuid {
+    use asepsis_common::consent::{Consent, Method, Scope, Terms};
+    let now = time::OffsetDateTime::now_utc();
+    let consent = Consent {
+        id: uuid::Uuid::new_v4(),
+        tenant: "clinic".into(),
+        recorded_at: now,
+        withdrawn_at: None,
+        terms: Terms {
+            subject_ref: "s".into(),
+            obtained_by: "d".into(),
+            obtained_at: now - time::Duration::days(30),
+            method: Method::Electronic,
+            scope: Scope::Identifiable,
+            purposes: vec!["teaching".into()],
+            jurisdiction: "NL".into(),
+            expires_at: expired.then(|| now - time::Duration::days(1)),
+            licence_version: "1".into(),
+            minor: false,
+            guardian: None,
+        },
+    };
+    state.storage.put_consent(&consent).await.unwrap();
+    consent.id
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+#[tokio::test]
+async fn uploads_are_refused_with_a_reason_and_leave_nothing_behind() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let uploader = key(&state, Role::Uploader).await;
+    let live = consent(&state, false).await.to_string();
+    let expired = consent(&state, true).await.to_string();
+
+    let too_big = [PNG, &vec![0u8; 2 << 20]].concat();
+    type Parts<'a> = Vec<(&'a str, &'a [u8])>;
+    let cases: Vec<(Parts, StatusCode, &str)> = vec![
+        (
+            vec![("consent_id", live.as_bytes()), ("file", &too_big)],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file: larger than the limit",
+        ),
+        (
+            vec![("consent_id", expired.as_bytes()), ("file", PNG)],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "consent_id: the consent has expired",
+        ),
+        (
+            vec![("file", PNG), ("consent_id", b"5")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "consent_id: not a consent id",
+        ),
+        (
+            vec![("file", PNG)],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "consent_id: missing",
+        ),
+        (
+            vec![("consent_id", live.as_bytes()), ("file", b"GIF89a....")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not a supported image",
+        ),
+        (
+            vec![("consent_id", live.as_bytes())],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "file: missing",
+        ),
+    ];
+    for (parts, status, message) in cases {
+        let (got, body) = upload(app.clone(), &uploader, multipart(&parts)).await;
+        assert_eq!(got, status, "{body}");
+        assert!(body.contains(message), "{body}");
+    }
+    let blobs = std::fs::read_dir(dir.path().join("blobs"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("original").exists())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "refused uploads leave no original behind");
+    assert_eq!(state.queue.stats().await.unwrap().ready, 0);
+
+    let reviewer = key(&state, Role::Reviewer).await;
+    let parts = [("consent_id", live.as_bytes()), ("file", PNG)];
+    let (got, body) = upload(app.clone(), &reviewer, multipart(&parts)).await;
+    assert_eq!(got, StatusCode::FORBIDDEN, "{body}");
+    let (got, _) = upload(app.clone(), "asp_x", multipart(&parts)).await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED);
+    let (got, body) = upload(app, &uploader, multipart(&parts)).await;
+    assert_eq!(got, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(state.queue.stats().await.unwrap().ready, 1);
+}

@@ -1,0 +1,137 @@
+//! `asepsis ctl`: the operator's host commands: queue counts, dead letters (ids, reasons and
+//! attempts, never bodies), replay (audited), the audit log, and an asset's provenance check.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use asepsis_common::provenance::{self, TrustedKeys};
+use asepsis_config::Settings;
+use asepsis_queue::Replay;
+
+#[derive(clap::Subcommand)]
+pub enum Ctl {
+    /// Ready, in-flight, retrying and dead-letter counts.
+    Queues {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead letters: job id, reason, attempts (never bodies).
+    DeadLetters {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back to the queue; written to the audit log.
+    Replay {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the audit log of operator actions.
+    Audit,
+    /// Verify an asset's provenance: sequence, hash chain and signatures; prints the first
+    /// broken link.
+    Verify {
+        asset: uuid::Uuid,
+        /// Also print the log as W3C PROV JSON.
+        #[arg(long)]
+        prov: bool,
+    },
+}
+
+pub async fn run(settings: Settings, command: Ctl) -> anyhow::Result<ExitCode> {
+    match command {
+        Ctl::Queues { json } => queues(&settings, json).await,
+        Ctl::DeadLetters { json } => dead_letters(&settings, json).await,
+        Ctl::Replay { id, all } => replay(&settings, id.filter(|_| !all)).await,
+        Ctl::Audit => audit_log(&settings),
+        Ctl::Verify { asset, prov } => verify(&settings, asset, prov).await,
+    }
+}
+
+async fn queues(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let (queue, _) = asepsis::open_queue(settings, false).await?;
+    let stats = queue.stats().await?;
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        let in_flight = stats
+            .in_flight
+            .map_or_else(|| "n/a".to_owned(), |n| n.to_string());
+        println!("ready        {}", stats.ready);
+        println!("in-flight    {in_flight}");
+        println!("retrying     {}", stats.retrying);
+        println!("dead-letter  {}", stats.dead);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dead_letters(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let (queue, _) = asepsis::open_queue(settings, false).await?;
+    let letters = queue.dead_letters().await?;
+    if json {
+        println!("{}", serde_json::to_string(&letters)?);
+    } else {
+        println!("{:<36}  {:>8}  reason", "job id", "attempts");
+        for l in &letters {
+            println!("{:<36}  {:>8}  {}", l.id, l.attempts, l.reason);
+        }
+        println!("{} dead letter(s)", letters.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replay one dead letter (`Some(id)`) or all of them.
+async fn replay(settings: &Settings, id: Option<String>) -> anyhow::Result<ExitCode> {
+    let (queue, _) = asepsis::open_queue(settings, false).await?;
+    let which = id.clone().map_or(Replay::All, Replay::One);
+    let ids = queue.replay(which).await?;
+    asepsis::audit(settings, "replay", &ids)?;
+    println!("replayed {} dead letter(s)", ids.len());
+    if let (true, Some(id)) = (ids.is_empty(), id) {
+        eprintln!("no dead letter with id {id}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_log(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let path = settings.server.data_dir.join("audit.jsonl");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => print!("{text}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("reading the audit log"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(settings: &Settings, asset: uuid::Uuid, prov: bool) -> anyhow::Result<ExitCode> {
+    let keys = asepsis::open_keys(settings)?;
+    let storage = asepsis::open_storage(settings, &keys)?;
+    let events = storage.events(asset).await?;
+    if events.is_empty() {
+        eprintln!("no provenance events for asset {asset}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut trusted = TrustedKeys::default();
+    trusted.add(keys.signer.public_key());
+    if prov {
+        let prov = provenance::to_prov(asset, &events);
+        println!("{}", serde_json::to_string_pretty(&prov)?);
+    }
+    match provenance::verify(asset, &events, &trusted) {
+        Ok(n) => {
+            let state = provenance::fold(&events)
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default();
+            println!("ok: {n} events, signatures and chain intact; state {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("broken: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `asepsis keys create | rotate-kek`: API keys (printed once, stored hashed) and the KEK
+//! rotation that re-wraps data keys without touching a blob. Both are audited.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use asepsis_common::apikey::{self, Role};
+use asepsis_config::Settings;
+
+#[derive(clap::Subcommand)]
+pub enum Keys {
+    /// Add a KEK version and re-wrap every data key under it, without touching a blob.
+    /// Interrupted, it resumes where it stopped when run again.
+    RotateKek,
+    /// Create an API key for a tenant and role; prints the key (once) on stdout, nothing else.
+    Create {
+        /// Tenant id: 1 to 64 of a-z, 0-9, '-', '_'.
+        #[arg(long)]
+        tenant: String,
+        /// uploader, reviewer, operator or privacy-officer.
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+pub async fn run(settings: Settings, command: Keys) -> anyhow::Result<ExitCode> {
+    match command {
+        Keys::RotateKek => rotate_kek(&settings).await,
+        Keys::Create { tenant, role } => create(&settings, &tenant, role).await,
+    }
+}
+
+async fn create(settings: &Settings, tenant: &str, role: Role) -> anyhow::Result<ExitCode> {
+    let keys = asepsis::open_keys(settings)?;
+    let storage = asepsis::open_storage(settings, &keys)?;
+    let (token, record) =
+        apikey::generate(tenant, role, asepsis_store::now_ms()).context("--tenant")?;
+    storage
+        .put_api_key(&record)
+        .await
+        .context("storing the key")?;
+    asepsis::audit(
+        settings,
+        "keys-create",
+        &[format!("{} {tenant}", record.id)],
+    )?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate_kek(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let keys = asepsis::open_keys(settings)?;
+    let storage = asepsis::open_storage(settings, &keys)?;
+    let kek = keys.keyring.begin_rotation()?;
+    let done = storage
+        .rotate_kek()
+        .await
+        .context("re-wrapping data keys")?;
+    keys.keyring.finish_rotation()?;
+    asepsis::audit(
+        settings,
+        "rotate-kek",
+        &[format!("{}:{}", kek.id, kek.version)],
+    )?;
+    println!(
+        "KEK {} is now version {}: {} data keys re-wrapped, {} already current",
+        kek.id, kek.version, done.rewrapped, done.already_current
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,349 @@
+//! The composition root: build the real adapters from typed settings and run the services.
+//!
+//! [`run`] starts the HTTP service, the worker, or both ([`Services`]) until `shutdown` is
+//! cancelled, then drains; tests call it in-process. The command line (`src/cli/`) and the
+//! binary (`src/main.rs`) only parse, load settings and call in here. This crate holds no
+//! business rule and reads no environment or file beyond what the settings name: the key
+//! files, the data directory and an overriding face model.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use asepsis_common::faces::{self, Detector, Unavailable, YuNet};
+use asepsis_common::provenance::Signer;
+use asepsis_config::{QueueBackend, Settings, Store};
+use asepsis_ingest::AppState;
+use asepsis_queue::notify::{self, Notifier};
+use asepsis_queue::{EmbeddedQueue, Queue, RabbitQueue, RetryPolicy};
+use asepsis_store::keyring::LocalKeyring;
+use asepsis_store::{Storage, signing_key};
+use asepsis_worker::jobs::AssetJobs;
+use asepsis_worker::runner::{self, RunnerConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The face model the binary embeds (`models/`, MIT, with its licence and hash), so a first
+/// run scans faces with no file on disk. Checked against `faces.model_sha256` at start.
+pub const FACE_MODEL: &[u8] = include_bytes!("../models/face_detection_yunet_2023mar.onnx");
+
+/// Which services one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Services {
+    /// HTTP and a worker (`asepsis up`).
+    All,
+    /// The HTTP service alone.
+    Ingest,
+    /// A worker alone.
+    Worker,
+}
+
+impl Services {
+    fn http(self) -> bool {
+        matches!(self, Services::All | Services::Ingest)
+    }
+
+    fn worker(self) -> bool {
+        matches!(self, Services::All | Services::Worker)
+    }
+}
+
+/// Run `services` until `shutdown` is cancelled, then finish in-flight work and return.
+/// HTTP listens on `server.listen`.
+///
+/// # Errors
+/// A queue, store, key file or listener that cannot be opened; a server that fails.
+pub async fn run(
+    settings: Settings,
+    services: Services,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = match services.http() {
+        true => Some(bind(settings.server.listen).await?),
+        false => None,
+    };
+    serve(settings, services, listener, shutdown).await
+}
+
+/// [`run`] on a listener already bound (tests bind port 0 and read it back).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_on(
+    listener: TcpListener,
+    settings: Settings,
+    services: Services,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    serve(settings, services, Some(listener), shutdown).await
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn serve(
+    settings: Settings,
+    services: Services,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
+    let data_dir = &settings.server.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let (queue, notifier) = open_queue(&settings, services.worker()).await?;
+    let keys = open_keys(&settings)?;
+    let storage = open_storage(&settings, &keys)?;
+    let signer = Arc::new(keys.signer);
+    let detector = face_detector(&settings.faces);
+    match detector.ready() {
+        Ok(()) => tracing::info!("face detector loaded"),
+        Err(why) => {
+            tracing::warn!(%why, "face detector unavailable: every image will be held for review")
+        }
+    }
+    let worker_task = services.worker().then(|| {
+        let jobs = Arc::new(AssetJobs {
+            storage: storage.clone(),
+            signer: signer.clone(),
+            limits: settings.strip.clone(),
+            detector: detector.clone(),
+            notifier: notifier.clone(),
+            cpu: Arc::new(tokio::sync::Semaphore::new(settings.worker.cpu_permits())),
+        });
+        let config = RunnerConfig {
+            concurrency: settings.worker.concurrency,
+            prefetch: settings.queue.prefetch,
+        };
+        let (queue, shutdown) = (queue.clone(), shutdown.clone());
+        tokio::spawn(async move { runner::run(queue, jobs, config, shutdown).await })
+    });
+    if let Some(listener) = listener {
+        let addr = listener.local_addr().context("bound address")?;
+        tracing::info!(%addr, "listening");
+        let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+        let state = AppState {
+            queue: queue.clone(),
+            metrics,
+            storage,
+            signer,
+            notifier,
+            detector,
+            max_upload_bytes: settings.strip.max_input_bytes,
+            idempotency_lease: asepsis_ingest::default_idempotency_lease(timeout),
+        };
+        axum::serve(listener, asepsis_ingest::app(state, timeout))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("HTTP server")?;
+    } else {
+        tracing::info!("worker only; no HTTP");
+    }
+    shutdown.cancelled().await;
+    if let Some(task) = worker_task {
+        task.await.context("worker task")??;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The queue's retry policy from the settings.
+pub fn retry_policy(settings: &Settings) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: settings.queue.max_attempts,
+        retry_delays: settings.queue.retry_delays(),
+    }
+}
+
+/// The configured queue and where asset notifications go; `serving` takes the embedded
+/// spool's lock and reclaims its jobs (operator commands open it beside a server instead).
+///
+/// # Errors
+/// The spool cannot be opened, or the broker cannot be reached.
+pub async fn open_queue(
+    settings: &Settings,
+    serving: bool,
+) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Notifier>)> {
+    let policy = retry_policy(settings);
+    Ok(match &settings.queue.backend {
+        QueueBackend::Embedded => {
+            let dir = settings.server.data_dir.join("queue");
+            let queue = if serving {
+                EmbeddedQueue::open(&dir, policy)
+            } else {
+                EmbeddedQueue::open_admin(&dir, policy)
+            };
+            let queue = Arc::new(queue.context("embedded queue")?);
+            (queue, Arc::new(notify::InProcess::new()))
+        }
+        QueueBackend::Rabbitmq { url, queue } => {
+            let timeout = settings.queue.confirm_timeout();
+            let rabbit = RabbitQueue::connect(url.expose_secret(), queue, policy, timeout)
+                .await
+                .context("RabbitMQ queue")?;
+            let notifier = notify::Exchange {
+                queue: rabbit.clone(),
+                exchange: settings.queue.events_exchange.clone(),
+            };
+            (Arc::new(rabbit), Arc::new(notifier))
+        }
+    })
+}
+
+/// The embedded key files, created together (mode 0600) on first use: `DATA/keys/keyring.json`
+/// (the KEKs) and `DATA/keys/signing.pk8` (this service's Ed25519 provenance key).
+pub struct Keys {
+    pub keyring: Arc<LocalKeyring>,
+    pub signer: Signer,
+}
+
+/// # Errors
+/// A key file cannot be read, parsed or created.
+pub fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
+    let dir = settings.keys_dir();
+    let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).context("keyring")?;
+    let signer = signing_key::load_or_create(&dir.join("signing.pk8")).context("signing key")?;
+    Ok(Keys {
+        keyring: Arc::new(keyring),
+        signer,
+    })
+}
+
+/// The configured object store (a local directory or S3) with the embedded keyring.
+///
+/// # Errors
+/// The directory cannot be created, or the S3 settings do not make a client.
+pub fn open_storage(settings: &Settings, keys: &Keys) -> anyhow::Result<Storage> {
+    Ok(Storage::new(object_store(settings)?, keys.keyring.clone()))
+}
+
+fn object_store(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match &settings.store {
+        Store::Local { .. } => {
+            let root = settings.local_store_root().context("local store root")?;
+            std::fs::create_dir_all(&root)
+                .with_context(|| format!("cannot create store dir {}", root.display()))?;
+            Arc::new(LocalFileSystem::new_with_prefix(&root).context("local store")?)
+        }
+        Store::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        } => {
+            let mut builder = AmazonS3Builder::new();
+            for (name, value) in asepsis_config::aws_env() {
+                if let Ok(key) = name.parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value.expose_secret());
+                }
+            }
+            // Create-only puts (events, keys) use If-None-Match, which S3 and moto honour.
+            builder = builder
+                .with_bucket_name(bucket)
+                .with_region(region)
+                .with_allow_http(*allow_http)
+                .with_conditional_put(S3ConditionalPut::ETagMatch);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let (Some(id), Some(secret)) = (access_key_id, secret_access_key) {
+                builder = builder
+                    .with_access_key_id(id.expose_secret())
+                    .with_secret_access_key(secret.expose_secret());
+            }
+            Arc::new(builder.build().context("S3 store (store.*)")?)
+        }
+    })
+}
+
+/// The face detector: the embedded model, or the file `faces.model_path` names; when it is
+/// missing or not the pinned model, [`Unavailable`] with the reason (every image is then
+/// `not_scanned` and held for review).
+pub fn face_detector(settings: &faces::Settings) -> Arc<dyn Detector> {
+    let loaded = match &settings.model_path {
+        None => YuNet::from_model(FACE_MODEL, settings.clone()).map_err(|e| e.to_string()),
+        Some(path) => read_model(path)
+            .and_then(|bytes| {
+                YuNet::from_model(&bytes, settings.clone()).map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("{} ({})", e, path.display())),
+    };
+    match loaded {
+        Ok(yunet) => Arc::new(yunet),
+        Err(why) => Arc::new(Unavailable(why)),
+    }
+}
+
+fn read_model(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("face model: {e}"))
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    const SECONDS: &[f64] = &[
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("metrics recorder")
+}
+
+/// Append one operator action to `DATA/audit.jsonl`: who (the OS user), when, what, which ids.
+///
+/// # Errors
+/// The log cannot be opened or written.
+pub fn audit(settings: &Settings, action: &str, ids: &[String]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let line = serde_json::json!({
+        "at_unix": asepsis_store::now_ms() / 1000, "actor": asepsis_config::os_user(),
+        "action": action, "count": ids.len(), "ids": ids,
+    });
+    let dir = &settings.server.data_dir;
+    std::fs::create_dir_all(dir).context("data dir")?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("audit.jsonl"))
+        .context("opening the audit log")?;
+    writeln!(file, "{line}").context("writing the audit log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_model_is_the_pinned_one() {
+        let detector = face_detector(&faces::Settings::default());
+        assert_eq!(detector.ready(), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_model_file_leaves_the_detector_unavailable_with_the_reason() {
+        let settings = faces::Settings {
+            model_path: Some("/nonexistent/model.onnx".into()),
+            ..faces::Settings::default()
+        };
+        let detector = face_detector(&settings);
+        let why = detector.ready().unwrap_err();
+        assert!(
+            why.contains("face model") && why.contains("/nonexistent/model.onnx"),
+            "{why}"
+        );
+        let scan = detector.scan(b"\xFF\xD8\xFF");
+        assert_eq!(scan.verdict, faces::Verdict::NotScanned);
+    }
+}

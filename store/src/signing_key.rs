@@ -1,0 +1,62 @@
+//! This service's Ed25519 signing key as a file: `DATA/keys/signing.pk8` (PKCS#8, mode 0600),
+//! created on first start. Never logs the key.
+
+use std::path::Path;
+
+use asepsis_common::provenance::Signer;
+use ring::rand::SystemRandom;
+use ring::signature::Ed25519KeyPair;
+
+use crate::keyring::create_once;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningKeyError {
+    #[error("signing key {path}: {problem}")]
+    Key { path: String, problem: String },
+}
+
+/// Load the key at `path`, creating it if missing.
+///
+/// # Errors
+/// [`SigningKeyError::Key`] when it cannot be read, parsed or created.
+pub fn load_or_create(path: &Path) -> Result<Signer, SigningKeyError> {
+    let err = |problem: String| SigningKeyError::Key {
+        path: path.display().to_string(),
+        problem,
+    };
+    let pkcs8 = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| err("random number generator failed".into()))?;
+            // Processes racing on a new data dir: one key wins, every one uses it.
+            match create_once(path, doc.as_ref()) {
+                Ok(true) => doc.as_ref().to_vec(),
+                Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string()))?,
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    Signer::from_pkcs8(&pkcs8).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_key_file_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.pk8");
+        let a = load_or_create(&path).unwrap();
+        let b = load_or_create(&path).unwrap();
+        assert_eq!(a.id(), b.id());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The service end to end, as a clinic, a reviewer, a privacy officer and the website use it:
+//! the real binary, once as `asepsis up` on its embedded defaults and once as separate
+//! `asepsis ingest` + `asepsis worker` processes on RabbitMQ and S3 (moto), with corpus files.
+//! Each flow has its file; one deployment per kind runs them in order (later flows use what
+//! earlier ones made). Every process's log is captured and must hold none of the canary
+//! strings planted in metadata values, client file names, consent fields and keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod crash;
+mod publish;
+mod refusals;
+mod review;
+mod support;
+mod withdrawal;
+
+use reqwest::StatusCode;
+use support::{Deployment, Kind};
+use uuid::Uuid;
+
+/// What every flow shares: the deployment, its keys, and the canary planted everywhere.
+pub struct Ctx {
+    pub d: Deployment,
+    pub canary: String,
+    /// A client file name holding the canary.
+    pub file_name: String,
+    pub uploader: String,
+    pub reviewer: String,
+    pub officer: String,
+    /// An uploader of another tenant.
+    pub stranger: String,
+}
+
+async fn whole_service(kind: Kind) {
+    let d = Deployment::start(kind).await;
+    let canary = format!("CANARY{}", Uuid::new_v4().simple());
+    let ready = d
+        .client
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready = ready.text().await.unwrap();
+    assert_eq!(
+        ready.contains("face detector unavailable"),
+        kind == Kind::RabbitS3,
+        "{ready}"
+    );
+    let mut c = Ctx {
+        uploader: d.key("clinic-a", "uploader"),
+        reviewer: d.key("clinic-a", "reviewer"),
+        officer: d.key("clinic-a", "privacy-officer"),
+        stranger: d.key("clinic-b", "uploader"),
+        file_name: format!("{canary}-face.jpg"),
+        canary,
+        d,
+    };
+
+    let (identifiable, gps_photo) = publish::gps_photo_is_published_clean(&c).await;
+    let (deidentified, held) = review::held_images_are_reviewed_and_faces_redacted(&c).await;
+    withdrawal::withdrawal_unpublishes_at_once(&c, &identifiable, &gps_photo).await;
+    refusals::refusals_name_the_problem(&c, &deidentified, &held).await;
+    crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
+
+    // No canary reached any log: not metadata, file names, consent fields, nor keys.
+    let logs = c.d.all_logs();
+    assert!(logs.len() > 10, "logs were captured");
+    for secret in [&c.canary, &c.uploader, &c.reviewer, &c.officer] {
+        let leaked: Vec<&String> = logs
+            .iter()
+            .filter(|l| l.contains(secret.as_str()))
+            .collect();
+        assert!(leaked.is_empty(), "PHI or a key in the logs: {leaked:?}");
+    }
+    c.d.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_defaults_end_to_end() {
+    whole_service(Kind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_and_worker_on_rabbitmq_and_s3_end_to_end() {
+    whole_service(Kind::RabbitS3).await;
+}
