@@ -19,8 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn faces(c: &mut Criterion) {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
     let settings = Settings::default();
-    let model = std::fs::read(shared.join("models/face_detection_yunet_2023mar.onnx")).unwrap();
-    let yunet = YuNet::from_model(&model, settings.clone()).unwrap();
+    let yunet = YuNet::from_model(asepsis::FACE_MODEL, settings.clone()).unwrap();
     let bytes = std::fs::read(shared.join("faces/pil-hopper.jpg")).unwrap();
     let image = decode_upright(&bytes, &settings).unwrap();
     let mut group = c.benchmark_group("faces");

@@ -65,14 +65,10 @@ pub async fn run(
     services: Services,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = match services.http() {
-        true => Some(bind(settings.server.listen).await?),
-        false => None,
-    };
-    serve(settings, services, listener, shutdown).await
+    serve(settings, services, None, shutdown).await
 }
 
-/// [`run`] on a listener already bound (tests bind port 0 and read it back).
+/// [`run`] with HTTP on a listener already bound (tests bind port 0 and read it back).
 ///
 /// # Errors
 /// As [`run`].
@@ -85,12 +81,8 @@ pub async fn run_on(
     serve(settings, services, Some(listener), shutdown).await
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
-}
-
+/// Serve on `listener`, or, for HTTP, bind `server.listen` once the queue, the store and the
+/// keys are open (so the port answers only when the service can work).
 async fn serve(
     settings: Settings,
     services: Services,
@@ -128,6 +120,11 @@ async fn serve(
         let (queue, shutdown) = (queue.clone(), shutdown.clone());
         tokio::spawn(async move { runner::run(queue, jobs, config, shutdown).await })
     });
+    let listener = match (listener, services.http()) {
+        (Some(listener), true) => Some(listener),
+        (None, true) => Some(bind(settings.server.listen).await?),
+        (_, false) => None,
+    };
     if let Some(listener) = listener {
         let addr = listener.local_addr().context("bound address")?;
         tracing::info!(%addr, "listening");
@@ -155,6 +152,12 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// The queue's retry policy from the settings.

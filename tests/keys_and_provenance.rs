@@ -100,7 +100,7 @@ async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
 
     let event = data.join(format!("store/events/{asset}/{:020}", 1));
     let text = std::fs::read_to_string(&event).unwrap();
-    std::fs::write(&event, text.replace("publish", "internal")).unwrap();
+    std::fs::write(&event, text.replace("publish", "reject!")).unwrap();
     let broken = asepsis(data, &["ctl", "verify", &asset_arg]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(stdout(&broken).contains("(seq 1)"), "{}", stdout(&broken));

@@ -68,11 +68,6 @@ impl DataKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
-
-    /// The raw key, for key-management code that wraps it (never log or store it unwrapped).
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 /// What a blob is to its asset; bound into every segment.

@@ -506,8 +506,8 @@ fn nms(mut faces: Vec<Face>) -> Vec<Face> {
 /// Decode under the limits and turn upright by the EXIF Orientation.
 ///
 /// # Errors
-/// [`FaceError::Decode`] for formats without a decoder here (HEIF, AVIF) and broken files;
-/// [`FaceError::TooLarge`] over a limit.
+/// [`FaceError::Decode`] for formats without a decoder here (a CIELab or palette TIFF, say)
+/// and broken files; [`FaceError::TooLarge`] over a limit.
 pub fn decode_upright(bytes: &[u8], settings: &Settings) -> Result<DynamicImage, FaceError> {
     if matches!(
         crate::media::sniff(bytes),

@@ -1,5 +1,5 @@
 //! The face detector and redaction on the labelled images of ../shared/faces, with the model
-//! of ../shared/models and the thresholds of config/defaults.toml.
+//! the binary embeds and the thresholds of config/defaults.toml.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,8 +19,9 @@ fn settings() -> Settings {
     Settings::default()
 }
 
+/// The model the binary embeds (models/ at the root of the repository).
 fn model() -> Vec<u8> {
-    std::fs::read(shared("models/face_detection_yunet_2023mar.onnx")).unwrap()
+    include_bytes!("../../models/face_detection_yunet_2023mar.onnx").to_vec()
 }
 
 fn yunet() -> YuNet {

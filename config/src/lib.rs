@@ -5,8 +5,9 @@
 //! FILE`), then environment variables `ASEPSIS__SECTION__KEY` (nested keys joined by `__`),
 //! then the command line's flags ([`Overrides`]). Settings are validated once, at start-up,
 //! with an error that names the setting. Besides those it reads only the `AWS_*` variables an
-//! S3 client expects ([`aws_env`]) and the operator's user name ([`os_user`]); secrets stay
-//! [`SecretString`]s that never show in `Debug` output.
+//! S3 client expects ([`aws_env`]) and the operator's user name ([`os_user`]); the one other
+//! variable the binary reads is `RUST_LOG`, which tracing's filter takes over `log.filter`.
+//! Secrets stay [`SecretString`]s that never show in `Debug` output.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -281,7 +282,8 @@ impl Settings {
 /// credentials) for an S3 client, as `(lower-case name, value)` pairs; explicit `store.*`
 /// settings win over them.
 pub fn aws_env() -> Vec<(String, SecretString)> {
-    std::env::vars()
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .filter(|(name, _)| name.starts_with("AWS_"))
         .map(|(name, value)| (name.to_ascii_lowercase(), SecretString::from(value)))
         .collect()

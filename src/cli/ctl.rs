@@ -7,6 +7,7 @@ use anyhow::Context;
 use asepsis_common::provenance::{self, TrustedKeys};
 use asepsis_config::Settings;
 use asepsis_queue::Replay;
+use asepsis_store::StorageError;
 
 #[derive(clap::Subcommand)]
 pub enum Ctl {
@@ -110,7 +111,17 @@ fn audit_log(settings: &Settings) -> anyhow::Result<ExitCode> {
 async fn verify(settings: &Settings, asset: uuid::Uuid, prov: bool) -> anyhow::Result<ExitCode> {
     let keys = asepsis::open_keys(settings)?;
     let storage = asepsis::open_storage(settings, &keys)?;
-    let events = storage.events(asset).await?;
+    let events = match storage.events(asset).await {
+        Ok(events) => events,
+        // An edited event that no longer parses is a broken link too.
+        Err(StorageError::Corrupt(path)) => {
+            let seq = path.rsplit('/').next().and_then(|s| s.parse::<u64>().ok());
+            let seq = seq.map_or_else(String::new, |s| format!(" (seq {s})"));
+            println!("broken: stored event{seq} does not parse: edited or corrupt");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if events.is_empty() {
         eprintln!("no provenance events for asset {asset}");
         return Ok(ExitCode::FAILURE);

@@ -294,8 +294,8 @@ impl Handler for AssetJobs {
         Job::from_bytes(body).map_err(|e| e.to_string())
     }
 
-    async fn handle(&self, job: Job, attempt: u32) -> Outcome {
-        let span = tracing::info_span!("asset", asset.id = %job.asset_id, job.attempt = attempt);
+    async fn handle(&self, job: Job, _attempt: u32) -> Outcome {
+        let span = tracing::info_span!("asset", asset.id = %job.asset_id);
         match self.process(job.asset_id).instrument(span).await {
             Ok(outcome) => outcome,
             Err(stop) => stop.into(),

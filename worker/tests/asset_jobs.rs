@@ -280,8 +280,8 @@ async fn an_erased_or_unknown_asset_is_not_processed() {
 }
 
 fn yunet() -> Arc<asepsis_common::faces::YuNet> {
-    let model = shared("models/face_detection_yunet_2023mar.onnx");
-    Arc::new(asepsis_common::faces::YuNet::from_model(&model, Default::default()).unwrap())
+    let model = include_bytes!("../../models/face_detection_yunet_2023mar.onnx");
+    Arc::new(asepsis_common::faces::YuNet::from_model(model, Default::default()).unwrap())
 }
 
 fn face(name: &str) -> Vec<u8> {
