@@ -445,13 +445,18 @@ fn resized(image: &DynamicImage, scale: f32) -> RgbImage {
     let (w, h) = image.dimensions();
     let nw = ((w as f32 * scale).round() as u32).max(1);
     let nh = ((h as f32 * scale).round() as u32).max(1);
-    let rgb = image.to_rgb8();
+    // An 8-bit RGB image (every JPEG and HEIF/AVIF decode) is read in place: a full-size
+    // copy here was the largest allocation of a scan.
+    let rgb = match image {
+        DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
+        other => std::borrow::Cow::Owned(other.to_rgb8()),
+    };
     if (nw, nh) == (w, h) {
-        rgb
+        rgb.into_owned()
     } else if scale < 1.0 {
-        image::imageops::thumbnail(&rgb, nw, nh)
+        image::imageops::thumbnail(rgb.as_ref(), nw, nh)
     } else {
-        image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle)
+        image::imageops::resize(rgb.as_ref(), nw, nh, image::imageops::FilterType::Triangle)
     }
 }
 
