@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use asepsis_common::audit::{AuditAction, AuditRecord};
 use asepsis_common::faces::{self, Detector, Unavailable, YuNet};
 use asepsis_common::provenance::Signer;
 use asepsis_config::{QueueBackend, Settings, Store};
@@ -304,24 +305,29 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("metrics recorder")
 }
 
-/// Append one operator action to `DATA/audit.jsonl`: who (the OS user), when, what, which ids.
+/// Record an action taken on the host (`asepsis keys`, `asepsis ctl replay`) in the signed
+/// audit log, as `host:<user>`.
 ///
 /// # Errors
-/// The log cannot be opened or written.
-pub fn audit(settings: &Settings, action: &str, ids: &[String]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let line = serde_json::json!({
-        "at_unix": asepsis_store::now_ms() / 1000, "actor": asepsis_config::os_user(),
-        "action": action, "count": ids.len(), "ids": ids,
-    });
-    let dir = &settings.server.data_dir;
-    std::fs::create_dir_all(dir).context("data dir")?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("audit.jsonl"))
-        .context("opening the audit log")?;
-    writeln!(file, "{line}").context("writing the audit log")
+/// The store fails.
+pub async fn audit_host_action(
+    storage: &Storage,
+    signer: &Signer,
+    tenant: Option<String>,
+    action: AuditAction,
+    targets: Vec<String>,
+) -> anyhow::Result<()> {
+    let record = AuditRecord {
+        actor: format!("host:{}", asepsis_config::os_user()),
+        tenant,
+        action,
+        targets,
+    };
+    storage
+        .append_audit(signer, record)
+        .await
+        .context("writing the audit log")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -107,4 +107,20 @@ async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
 
     let audit = asepsis(data, &["ctl", "audit"]);
     assert_eq!(stdout(&audit).matches("rotate-kek").count(), 2);
+    assert!(
+        stdout(&audit).contains("\"actor\":\"host:"),
+        "{}",
+        stdout(&audit)
+    );
+
+    // The audit log is signed and chained: intact, then an edited entry is caught.
+    let ok = asepsis(data, &["ctl", "verify-audit"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(stdout(&ok).contains("ok: 2 entries"), "{}", stdout(&ok));
+    let entry = data.join(format!("store/audit/{:020}", 0));
+    let text = std::fs::read_to_string(&entry).unwrap();
+    std::fs::write(&entry, text.replace("rotate-kek", "keys-create")).unwrap();
+    let broken = asepsis(data, &["ctl", "verify-audit"]);
+    assert_eq!(broken.status.code(), Some(1), "{broken:?}");
+    assert!(stdout(&broken).contains("(seq 0)"), "{}", stdout(&broken));
 }

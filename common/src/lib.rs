@@ -3,14 +3,16 @@
 //! It takes bytes and typed values and returns typed results: stripping and verifying media
 //! (`media`), face detection and redaction over decoded pixels with the model's bytes passed
 //! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
-//! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`),
-//! consent rules (`consent`), the publication policy (`policy`), API-key parsing (`apikey`),
-//! and the job and notification schemas (`job`, `notify`).
+//! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
+//! signed audit log's entries (`audit`), consent rules (`consent`), the publication policy
+//! (`policy`), API-key parsing (`apikey`), and the job and notification schemas (`job`,
+//! `notify`).
 //!
 //! It must not do I/O: no tokio, no sockets, no files, no environment, no logging. Storage,
 //! queues and key files are `asepsis-store`'s and `asepsis-queue`'s; settings are passed in.
 
 pub mod apikey;
+pub mod audit;
 pub mod consent;
 pub mod envelope;
 pub mod faces;

@@ -220,6 +220,11 @@ impl Signer {
         self.pair.public_key().as_ref().to_vec()
     }
 
+    /// The hex Ed25519 signature of a hex hash (events and audit entries sign their hash).
+    pub fn sign_hash(&self, hash: &str) -> String {
+        hex::encode(self.pair.sign(hash.as_bytes()).as_ref())
+    }
+
     /// Build, hash and sign the event that follows `prev` (or the first, when `None`).
     pub fn sign_next(
         &self,
@@ -238,7 +243,7 @@ impl Signer {
             what,
         };
         let hash = event.hash();
-        let signature = hex::encode(self.pair.sign(hash.as_bytes()).as_ref());
+        let signature = self.sign_hash(&hash);
         SignedEvent {
             event,
             hash,
@@ -261,6 +266,21 @@ pub struct TrustedKeys(BTreeMap<String, Vec<u8>>);
 impl TrustedKeys {
     pub fn add(&mut self, public_key: Vec<u8>) {
         self.0.insert(key_id(&public_key), public_key);
+    }
+
+    /// Is `signature` (hex) the signature of `hash` by the trusted key `signer`?
+    ///
+    /// # Errors
+    /// What is wrong: an unknown key, a signature that is not hex, or a bad signature.
+    pub fn check(&self, signer: &str, hash: &str, signature: &str) -> Result<(), String> {
+        let key = self
+            .0
+            .get(signer)
+            .ok_or_else(|| format!("signed by unknown key {signer}"))?;
+        let signature = hex::decode(signature).map_err(|_| "signature is not hex".to_owned())?;
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(hash.as_bytes(), &signature)
+            .map_err(|_| "bad signature".to_owned())
     }
 }
 
@@ -307,15 +327,9 @@ pub fn verify(
         if e.prev != prev_hash {
             return Err(broken("does not chain to the previous event".into()));
         }
-        let key = trusted
-            .0
-            .get(&e.signer)
-            .ok_or_else(|| broken(format!("signed by unknown key {}", e.signer)))?;
-        let signature =
-            hex::decode(&signed.signature).map_err(|_| broken("signature is not hex".into()))?;
-        UnparsedPublicKey::new(&ED25519, key)
-            .verify(signed.hash.as_bytes(), &signature)
-            .map_err(|_| broken("bad signature".into()))?;
+        trusted
+            .check(&e.signer, &signed.hash, &signed.signature)
+            .map_err(broken)?;
         prev_hash.clone_from(&signed.hash);
     }
     Ok(events.len())

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use asepsis_common::apikey::Role;
+use asepsis_common::audit::AuditAction;
 use asepsis_common::consent::Consent;
 use asepsis_common::envelope::BlobRole;
 use asepsis_common::job::Job;
@@ -460,6 +461,8 @@ pub async fn review(
             Published::LostRace => return Err(changed()),
         }
     }
+    let targets = vec![log.asset.to_string(), review.decision.as_str().to_owned()];
+    crate::audit::record(&state, &caller, AuditAction::Review, targets).await?;
     announce(&state, &log).await;
     tracing::info!(asset.id = %log.asset, decision = review.decision.as_str(), "review recorded");
     Ok(Json(Summary::from(&log)))

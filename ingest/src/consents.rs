@@ -3,6 +3,7 @@
 //! data key shredded, so `/media` stops serving it before this call returns.
 
 use asepsis_common::apikey::Role;
+use asepsis_common::audit::AuditAction;
 use asepsis_common::consent::{Consent, Terms};
 use asepsis_common::envelope::BlobRole;
 use asepsis_common::provenance::{AssetState, EventKind};
@@ -117,6 +118,7 @@ pub async fn withdraw(
     // First the record: from here on /media refuses every asset under it.
     state.storage.put_consent(&consent).await?;
     let mut withdrawn = 0;
+    let mut targets = vec![consent.id.to_string()];
     for asset in state.storage.consent_assets(consent.id).await? {
         let events = state.storage.events(asset).await?;
         let done = matches!(
@@ -132,6 +134,7 @@ pub async fn withdraw(
                 .append_event(asset, &state.signer, what)
                 .await?;
             withdrawn += 1;
+            targets.push(asset.to_string());
         }
         state
             .storage
@@ -139,6 +142,7 @@ pub async fn withdraw(
             .await?;
         state.storage.shred(asset).await?;
     }
+    crate::audit::record(&state, &caller, AuditAction::ConsentWithdraw, targets).await?;
     tracing::info!(consent.id = %consent.id, assets = withdrawn, "consent withdrawn");
     Ok(Json(Withdrawal {
         id: consent.id,

@@ -7,6 +7,7 @@
 //! a request id, the route template and the status only.
 
 mod assets;
+mod audit;
 mod auth;
 mod consents;
 mod error;
@@ -58,7 +59,7 @@ pub struct AppState {
     paths(
         consents::create, consents::get, consents::withdraw,
         assets::upload, assets::status, assets::provenance, assets::review_queue, assets::review,
-        media::get, healthz, readyz,
+        media::get, audit::list, healthz, readyz,
     ),
     modifiers(&BearerKey)
 )]
@@ -112,6 +113,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/assets/{id}/review", post(assets::review))
         .route("/v1/review", get(assets::review_queue))
         .route("/media/{id}", get(media::get))
+        .route("/v1/audit", get(audit::list))
         .with_state(state)
         .layer(middleware::map_response(error::log_failures))
         .layer(middleware::from_fn(record_metrics))

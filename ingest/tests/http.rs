@@ -80,6 +80,7 @@ async fn openapi_lists_every_route() {
         "/v1/assets/{id}/review",
         "/v1/review",
         "/media/{id}",
+        "/v1/audit",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -238,4 +239,60 @@ async fn uploads_are_refused_with_a_reason_and_leave_nothing_behind() {
     let (got, body) = upload(app, &uploader, multipart(&parts)).await;
     assert_eq!(got, StatusCode::ACCEPTED, "{body}");
     assert_eq!(state.queue.stats().await.unwrap().ready, 1);
+}
+
+async fn get_with_key(app: Router, key: &str, path: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_audit_log_shows_a_tenant_only_its_own_entries_to_operators_and_officers() {
+    use asepsis_common::apikey::Role;
+    use asepsis_common::audit::{AuditAction, AuditRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    for tenant in ["clinic", "other-clinic", "clinic"] {
+        let record = AuditRecord {
+            actor: "0123456789abcdef".into(),
+            tenant: Some(tenant.into()),
+            action: AuditAction::Review,
+            targets: vec![format!("asset-of-{tenant}")],
+        };
+        state
+            .storage
+            .append_audit(&state.signer, record)
+            .await
+            .unwrap();
+    }
+    let operator = key(&state, Role::Operator).await;
+    let (status, body) = get_with_key(app.clone(), &operator, "/v1/audit").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let seqs: Vec<u64> = entries
+        .iter()
+        .map(|e| e["entry"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [0, 2], "only the caller's tenant");
+    assert!(!body.contains("other-clinic"));
+    assert_eq!(entries[0]["entry"]["record"]["action"], "review");
+
+    let officer = key(&state, Role::PrivacyOfficer).await;
+    let later = "/v1/audit?from=2999-01-01T00:00:00Z";
+    let (status, body) = get_with_key(app.clone(), &officer, later).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
+    let (status, body) = get_with_key(app.clone(), &officer, "/v1/audit?to=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("to: not an RFC 3339 time"), "{body}");
+    let uploader = key(&state, Role::Uploader).await;
+    let (status, _) = get_with_key(app, &uploader, "/v1/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

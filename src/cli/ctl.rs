@@ -1,9 +1,10 @@
 //! `asepsis ctl`: the operator's host commands: queue counts, dead letters (ids, reasons and
-//! attempts, never bodies), replay (audited), the audit log, and an asset's provenance check.
+//! attempts, never bodies), replay (audited), the signed audit log and its check, and an
+//! asset's provenance check.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use asepsis_common::audit::{self, AuditAction};
 use asepsis_common::provenance::{self, TrustedKeys};
 use asepsis_config::Settings;
 use asepsis_queue::Replay;
@@ -30,8 +31,11 @@ pub enum Ctl {
         #[arg(long)]
         all: bool,
     },
-    /// Print the audit log of operator actions.
+    /// Print the signed audit log of privileged actions, one JSON entry a line.
     Audit,
+    /// Verify the audit log: sequence, hash chain and signatures; prints the first broken
+    /// link.
+    VerifyAudit,
     /// Verify an asset's provenance: sequence, hash chain and signatures; prints the first
     /// broken link.
     Verify {
@@ -47,7 +51,8 @@ pub async fn run(settings: Settings, command: Ctl) -> anyhow::Result<ExitCode> {
         Ctl::Queues { json } => queues(&settings, json).await,
         Ctl::DeadLetters { json } => dead_letters(&settings, json).await,
         Ctl::Replay { id, all } => replay(&settings, id.filter(|_| !all)).await,
-        Ctl::Audit => audit_log(&settings),
+        Ctl::Audit => audit_log(&settings).await,
+        Ctl::VerifyAudit => verify_audit(&settings).await,
         Ctl::Verify { asset, prov } => verify(&settings, asset, prov).await,
     }
 }
@@ -89,7 +94,16 @@ async fn replay(settings: &Settings, id: Option<String>) -> anyhow::Result<ExitC
     let (queue, _) = asepsis::open_queue(settings, false).await?;
     let which = id.clone().map_or(Replay::All, Replay::One);
     let ids = queue.replay(which).await?;
-    asepsis::audit(settings, "replay", &ids)?;
+    let keys = asepsis::open_keys(settings)?;
+    let storage = asepsis::open_storage(settings, &keys)?;
+    asepsis::audit_host_action(
+        &storage,
+        &keys.signer,
+        None,
+        AuditAction::Replay,
+        ids.clone(),
+    )
+    .await?;
     println!("replayed {} dead letter(s)", ids.len());
     if let (true, Some(id)) = (ids.is_empty(), id) {
         eprintln!("no dead letter with id {id}");
@@ -98,14 +112,38 @@ async fn replay(settings: &Settings, id: Option<String>) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn audit_log(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let path = settings.server.data_dir.join("audit.jsonl");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => print!("{text}"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).context("reading the audit log"),
+async fn audit_log(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let keys = asepsis::open_keys(settings)?;
+    let storage = asepsis::open_storage(settings, &keys)?;
+    for entry in storage.audit_log().await? {
+        println!("{}", serde_json::to_string(&entry)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_audit(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let keys = asepsis::open_keys(settings)?;
+    let storage = asepsis::open_storage(settings, &keys)?;
+    let entries = match storage.audit_log().await {
+        Ok(entries) => entries,
+        Err(StorageError::Corrupt(path)) => {
+            println!("broken: stored entry {path} does not parse: edited or corrupt");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut trusted = TrustedKeys::default();
+    trusted.add(keys.signer.public_key());
+    match audit::verify(&entries, &trusted) {
+        Ok(n) => {
+            println!("ok: {n} entries, signatures and chain intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("broken: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn verify(settings: &Settings, asset: uuid::Uuid, prov: bool) -> anyhow::Result<ExitCode> {

@@ -1,10 +1,11 @@
 //! `asepsis keys create | rotate-kek`: API keys (printed once, stored hashed) and the KEK
-//! rotation that re-wraps data keys without touching a blob. Both are audited.
+//! rotation that re-wraps data keys without touching a blob. Both go to the signed audit log.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use asepsis_common::apikey::{self, Role};
+use asepsis_common::audit::AuditAction;
 use asepsis_config::Settings;
 
 #[derive(clap::Subcommand)]
@@ -39,11 +40,8 @@ async fn create(settings: &Settings, tenant: &str, role: Role) -> anyhow::Result
         .put_api_key(&record)
         .await
         .context("storing the key")?;
-    asepsis::audit(
-        settings,
-        "keys-create",
-        &[format!("{} {tenant}", record.id)],
-    )?;
+    let (tenant, id) = (Some(record.tenant.clone()), vec![record.id.clone()]);
+    asepsis::audit_host_action(&storage, &keys.signer, tenant, AuditAction::KeysCreate, id).await?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
@@ -57,11 +55,9 @@ async fn rotate_kek(settings: &Settings) -> anyhow::Result<ExitCode> {
         .await
         .context("re-wrapping data keys")?;
     keys.keyring.finish_rotation()?;
-    asepsis::audit(
-        settings,
-        "rotate-kek",
-        &[format!("{}:{}", kek.id, kek.version)],
-    )?;
+    let target = vec![format!("{}:{}", kek.id, kek.version)];
+    asepsis::audit_host_action(&storage, &keys.signer, None, AuditAction::RotateKek, target)
+        .await?;
     println!(
         "KEK {} is now version {}: {} data keys re-wrapped, {} already current",
         kek.id, kek.version, done.rewrapped, done.already_current

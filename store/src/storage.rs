@@ -11,6 +11,7 @@
 //! index/tenants/{tenant}/{asset} empty marker: the asset belongs to the tenant
 //! index/consents/{id}/{asset}    empty marker: the asset was uploaded under the consent
 //! idempotency/{tenant}/{sha256}  the asset an upload's Idempotency-Key (hashed) made
+//! audit/{seq:020}                the audit log (JSON SignedAuditEntry), written create-only
 //! ```
 //!
 //! Wrapped keys live apart from blobs, so rotating a KEK rewrites only `keys/` and erasing an
@@ -33,6 +34,7 @@ use tokio::io::AsyncRead;
 use uuid::Uuid;
 
 use asepsis_common::apikey::KeyRecord;
+use asepsis_common::audit::{self, AuditRecord, SignedAuditEntry};
 use asepsis_common::consent::Consent;
 use asepsis_common::envelope::{
     self, BlobRole, DEFAULT_SEGMENT_SIZE, DataKey, EnvelopeError, Header, Layout, SegmentCipher,
@@ -61,7 +63,7 @@ pub enum StorageError {
     #[error("stored record {0} is corrupt")]
     Corrupt(String),
     #[error("could not append to the log of {0}: too many concurrent writers")]
-    Contended(Uuid),
+    Contended(String),
 }
 
 /// Plaintext and stored sizes of a blob written.
@@ -103,6 +105,9 @@ enum Object<'a> {
     ConsentAssets(Uuid),
     ConsentAsset(Uuid, Uuid),
     Idempotency(&'a str, &'a str),
+    /// The prefix of the audit log.
+    AuditLog,
+    AuditEntry(u64),
 }
 
 impl Object<'_> {
@@ -121,6 +126,8 @@ impl Object<'_> {
             Object::ConsentAssets(consent) => format!("index/consents/{consent}"),
             Object::ConsentAsset(consent, asset) => format!("index/consents/{consent}/{asset}"),
             Object::Idempotency(tenant, key_sha256) => format!("idempotency/{tenant}/{key_sha256}"),
+            Object::AuditLog => "audit".to_owned(),
+            Object::AuditEntry(seq) => format!("audit/{seq:020}"),
         })
     }
 }
@@ -412,21 +419,60 @@ impl Storage {
     /// [`StorageError`] when the store fails or an event does not parse.
     #[tracing::instrument(level = "debug", skip_all, fields(asset.id = %asset))]
     pub async fn events(&self, asset: Uuid) -> Result<Vec<SignedEvent>, StorageError> {
+        self.read_log(&Object::Events(asset).path()).await
+    }
+
+    /// Every record under `prefix`, in key order (sequence numbers are zero-padded).
+    async fn read_log<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &Path,
+    ) -> Result<Vec<T>, StorageError> {
         let mut paths: Vec<Path> = self
             .store
-            .list(Some(&Object::Events(asset).path()))
+            .list(Some(prefix))
             .map_ok(|m| m.location)
             .try_collect()
             .await?;
         paths.sort();
-        let mut events = Vec::with_capacity(paths.len());
+        let mut records = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            let event = serde_json::from_slice(&bytes)
+            let record = serde_json::from_slice(&bytes)
                 .map_err(|_| StorageError::Corrupt(path.to_string()))?;
-            events.push(event);
+            records.push(record);
         }
-        Ok(events)
+        Ok(records)
+    }
+
+    /// The audit log in sequence order.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store fails or an entry does not parse.
+    pub async fn audit_log(&self) -> Result<Vec<SignedAuditEntry>, StorageError> {
+        self.read_log(&Object::AuditLog.path()).await
+    }
+
+    /// Append a privileged action to the audit log, signed by `signer`, create-only per
+    /// sequence number (of two concurrent writers the loser re-reads and appends after).
+    ///
+    /// # Errors
+    /// [`StorageError::Contended`] after losing too many races in a row; store failures.
+    #[tracing::instrument(level = "debug", skip_all, fields(audit.action = record.action.as_str()))]
+    pub async fn append_audit(
+        &self,
+        signer: &Signer,
+        record: AuditRecord,
+    ) -> Result<SignedAuditEntry, StorageError> {
+        let mut last = self.audit_log().await?.pop();
+        for _ in 0..APPEND_RETRIES {
+            let next = audit::sign_next(signer, last.as_ref(), now_ms(), record.clone());
+            let path = Object::AuditEntry(next.entry.seq).path();
+            if self.put_json(&path, &next, true).await? {
+                return Ok(next);
+            }
+            last = self.audit_log().await?.pop();
+        }
+        Err(StorageError::Contended("the audit log".into()))
     }
 
     /// Append an event to the asset's log, signed by `signer`. Each sequence number is written
@@ -453,7 +499,7 @@ impl Storage {
             }
             last = self.events(asset).await?.pop();
         }
-        Err(StorageError::Contended(asset))
+        Err(StorageError::Contended(format!("asset {asset}")))
     }
 }
 

@@ -63,6 +63,20 @@ async fn whole_service(kind: Kind) {
     refusals::refusals_name_the_problem(&c, &deidentified, &held).await;
     crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
 
+    // Every privileged action is in the signed audit log, with ids only.
+    let (status, audit) = c.d.get_json(&c.officer, "/v1/audit").await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["entry"]["record"]["action"].as_str())
+        .collect();
+    for action in ["keys-create", "review", "consent-withdraw"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert!(!audit.to_string().contains(&c.canary), "{audit}");
+
     // No canary reached any log: not metadata, file names, consent fields, nor keys.
     let logs = c.d.all_logs();
     assert!(logs.len() > 10, "logs were captured");
