@@ -139,6 +139,7 @@ async fn serve(
             detector,
             max_upload_bytes: settings.strip.max_input_bytes,
             idempotency_lease: asepsis_ingest::default_idempotency_lease(timeout),
+            stats_min_count: settings.stats.min_count,
         };
         axum::serve(listener, asepsis_ingest::app(state, timeout))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

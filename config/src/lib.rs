@@ -46,6 +46,14 @@ pub struct Settings {
     pub store: Store,
     pub strip: Strip,
     pub faces: Faces,
+    pub stats: StatsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSettings {
+    /// Aggregate counts below this are suppressed.
+    pub min_count: u64,
 }
 
 /// Bounds on what one uploaded file may make the parsers do.
@@ -242,6 +250,9 @@ impl Settings {
         if !(0.0..=2.0).contains(&f.redaction_margin) {
             return invalid("faces.redaction_margin", "must be in 0..=2");
         }
+        if self.stats.min_count == 0 {
+            return invalid("stats.min_count", "must be at least 1");
+        }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
         }
@@ -399,6 +410,7 @@ mod tests {
                 "faces.redaction_margin:",
             ),
             ("[worker]\nconcurrency = 0\n", "worker.concurrency:"),
+            ("[stats]\nmin_count = 0\n", "stats.min_count:"),
             ("[queue]\nmax_attempts = 0\n", "queue.max_attempts:"),
             ("[queue]\nretry_delays_ms = []\n", "queue.retry_delays_ms:"),
             (

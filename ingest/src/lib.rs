@@ -12,6 +12,7 @@ mod auth;
 mod consents;
 mod error;
 mod media;
+mod stats;
 mod summary;
 
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// How long an unfinished upload holds its Idempotency-Key.
     pub idempotency_lease: Duration,
+    /// `GET /v1/stats` shows no count below this.
+    pub stats_min_count: u64,
 }
 
 #[derive(OpenApi)]
@@ -59,7 +62,7 @@ pub struct AppState {
     paths(
         consents::create, consents::get, consents::withdraw,
         assets::upload, assets::status, assets::provenance, assets::review_queue, assets::review,
-        media::get, audit::list, healthz, readyz,
+        media::get, audit::list, stats::get, healthz, readyz,
     ),
     modifiers(&BearerKey)
 )]
@@ -114,6 +117,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/review", get(assets::review_queue))
         .route("/media/{id}", get(media::get))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/stats", get(stats::get))
         .with_state(state)
         .layer(middleware::map_response(error::log_failures))
         .layer(middleware::from_fn(record_metrics))

@@ -35,6 +35,7 @@ fn state(dir: &std::path::Path) -> AppState {
         detector: Arc::new(asepsis_common::faces::Unavailable("test".into())),
         max_upload_bytes: 1 << 20,
         idempotency_lease: Duration::from_secs(60),
+        stats_min_count: 5,
     }
 }
 
@@ -81,6 +82,7 @@ async fn openapi_lists_every_route() {
         "/v1/review",
         "/media/{id}",
         "/v1/audit",
+        "/v1/stats",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -294,5 +296,56 @@ async fn the_audit_log_shows_a_tenant_only_its_own_entries_to_operators_and_offi
     assert!(body.contains("to: not an RFC 3339 time"), "{body}");
     let uploader = key(&state, Role::Uploader).await;
     let (status, _) = get_with_key(app, &uploader, "/v1/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn stats_count_the_tenant_s_assets_and_hide_small_cells() {
+    use asepsis_common::apikey::Role;
+    use asepsis_common::media::Format;
+    use asepsis_common::provenance::EventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let consent = uuid::Uuid::new_v4();
+    let arrivals = [
+        ("clinic", Format::Jpeg, 6),
+        ("clinic", Format::Png, 1),
+        ("other", Format::Png, 9),
+    ];
+    for (tenant, format, n) in arrivals {
+        for _ in 0..n {
+            let asset = uuid::Uuid::new_v4();
+            state
+                .storage
+                .index_asset(tenant, consent, asset)
+                .await
+                .unwrap();
+            let what = EventKind::Received {
+                tenant: tenant.into(),
+                consent_id: consent,
+                format,
+                size_bytes: 1,
+                sha256: String::new(),
+            };
+            state
+                .storage
+                .append_event(asset, &state.signer, what)
+                .await
+                .unwrap();
+        }
+    }
+    let officer = key(&state, Role::PrivacyOfficer).await;
+    let (status, body) = get_with_key(app.clone(), &officer, "/v1/stats").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["min_count"], 5);
+    assert_eq!(stats["by_state"]["received"], 7, "{stats}");
+    assert_eq!(stats["by_verdict"]["not_scanned"], 7, "{stats}");
+    // One PNG: hidden, and the JPEGs with it (else 7 - 6 would give it away).
+    assert_eq!(stats["by_format"], serde_json::json!({}), "{stats}");
+    assert_eq!(stats["suppressed_cells"], 2, "{stats}");
+    let uploader = key(&state, Role::Uploader).await;
+    let (status, _) = get_with_key(app, &uploader, "/v1/stats").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }

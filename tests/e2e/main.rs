@@ -77,6 +77,19 @@ async fn whole_service(kind: Kind) {
     }
     assert!(!audit.to_string().contains(&c.canary), "{audit}");
 
+    // Aggregate figures identify no one: nothing below the threshold, no canary.
+    let (status, stats) = c.d.get_json(&c.officer, "/v1/stats").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let min = stats["min_count"].as_u64().unwrap();
+    for dimension in ["by_state", "by_format", "by_verdict", "by_day"] {
+        let cells = stats[dimension].as_object().unwrap();
+        assert!(
+            cells.values().all(|n| n.as_u64().unwrap() >= min),
+            "{stats}"
+        );
+    }
+    assert!(!stats.to_string().contains(&c.canary));
+
     // No canary reached any log: not metadata, file names, consent fields, nor keys.
     let logs = c.d.all_logs();
     assert!(logs.len() > 10, "logs were captured");
