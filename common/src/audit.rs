@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::provenance::{BrokenLink, Signer, TrustedKeys};
+use crate::provenance::{BrokenLink, Link, Signer, TrustedKeys, verify_chain};
 
 pub const AUDIT_VERSION: u32 = 1;
 
@@ -111,38 +111,37 @@ pub fn sign_next(
     }
 }
 
+impl Link for SignedAuditEntry {
+    fn seq(&self) -> u64 {
+        self.entry.seq
+    }
+    fn prev(&self) -> &str {
+        &self.entry.prev
+    }
+    fn signer(&self) -> &str {
+        &self.entry.signer
+    }
+    fn content_hash(&self) -> String {
+        self.entry.hash()
+    }
+    fn stored_hash(&self) -> &str {
+        &self.hash
+    }
+    fn signature(&self) -> &str {
+        &self.signature
+    }
+}
+
 /// Check sequence, hashes, chain and signatures of the whole log, in stored order. Returns
 /// the number of entries.
 ///
 /// # Errors
 /// [`BrokenLink`] at the first entry that does not check out.
 pub fn verify(entries: &[SignedAuditEntry], trusted: &TrustedKeys) -> Result<usize, BrokenLink> {
-    let mut prev_hash = String::new();
-    for (position, signed) in entries.iter().enumerate() {
-        let e = &signed.entry;
-        let broken = |problem: String| BrokenLink {
-            position,
-            seq: e.seq,
-            problem,
-        };
-        if e.seq != position as u64 {
-            return Err(broken(format!("sequence gap: expected seq {position}")));
-        }
-        if e.v != AUDIT_VERSION {
-            return Err(broken(format!("unknown entry version {}", e.v)));
-        }
-        if e.hash() != signed.hash {
-            return Err(broken("content does not match its hash (edited)".into()));
-        }
-        if e.prev != prev_hash {
-            return Err(broken("does not chain to the previous entry".into()));
-        }
-        trusted
-            .check(&e.signer, &signed.hash, &signed.signature)
-            .map_err(broken)?;
-        prev_hash.clone_from(&signed.hash);
-    }
-    Ok(entries.len())
+    verify_chain(entries, trusted, |signed| match signed.entry.v {
+        AUDIT_VERSION => Ok(()),
+        v => Err(format!("unknown entry version {v}")),
+    })
 }
 
 #[cfg(test)]

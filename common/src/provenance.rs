@@ -294,6 +294,72 @@ pub struct BrokenLink {
     pub problem: String,
 }
 
+/// One link of a signed, hash-chained log: provenance events and audit entries.
+pub(crate) trait Link {
+    fn seq(&self) -> u64;
+    /// The previous link's hash, as recorded in this one.
+    fn prev(&self) -> &str;
+    fn signer(&self) -> &str;
+    /// The hash of the content as it is now.
+    fn content_hash(&self) -> String;
+    /// The hash as stored (and signed).
+    fn stored_hash(&self) -> &str;
+    fn signature(&self) -> &str;
+}
+
+impl Link for SignedEvent {
+    fn seq(&self) -> u64 {
+        self.event.seq
+    }
+    fn prev(&self) -> &str {
+        &self.event.prev
+    }
+    fn signer(&self) -> &str {
+        &self.event.signer
+    }
+    fn content_hash(&self) -> String {
+        self.event.hash()
+    }
+    fn stored_hash(&self) -> &str {
+        &self.hash
+    }
+    fn signature(&self) -> &str {
+        &self.signature
+    }
+}
+
+/// Check a whole log in stored order: sequence, then `check` (what is particular to the
+/// log), then hash, chain and signature. Returns the number of links.
+pub(crate) fn verify_chain<L: Link>(
+    links: &[L],
+    trusted: &TrustedKeys,
+    check: impl Fn(&L) -> Result<(), String>,
+) -> Result<usize, BrokenLink> {
+    let mut prev_hash = "";
+    for (position, link) in links.iter().enumerate() {
+        let broken = |problem: String| BrokenLink {
+            position,
+            seq: link.seq(),
+            problem,
+        };
+        if link.seq() != position as u64 {
+            return Err(broken(format!("sequence gap: expected seq {position}")));
+        }
+        check(link).map_err(broken)?;
+        if link.content_hash() != link.stored_hash() {
+            return Err(broken("content does not match its hash (edited)".into()));
+        }
+        if link.prev() != prev_hash {
+            return Err(broken("does not chain to the previous link".into()));
+        }
+        trusted
+            .check(link.signer(), link.stored_hash(), link.signature())
+            .map_err(broken)?;
+        prev_hash = link.stored_hash();
+    }
+    Ok(links.len())
+}
+
 /// Check sequence, asset, hashes, chain and signatures of one asset's log, in stored order.
 /// Returns the number of events.
 ///
@@ -304,35 +370,15 @@ pub fn verify(
     events: &[SignedEvent],
     trusted: &TrustedKeys,
 ) -> Result<usize, BrokenLink> {
-    let mut prev_hash = String::new();
-    for (position, signed) in events.iter().enumerate() {
-        let e = &signed.event;
-        let broken = |problem: String| BrokenLink {
-            position,
-            seq: e.seq,
-            problem,
-        };
-        if e.seq != position as u64 {
-            return Err(broken(format!("sequence gap: expected seq {position}")));
+    verify_chain(events, trusted, |signed| {
+        if signed.event.asset_id != asset_id {
+            return Err("belongs to another asset".into());
         }
-        if e.asset_id != asset_id {
-            return Err(broken("belongs to another asset".into()));
+        if signed.event.v != EVENT_VERSION {
+            return Err(format!("unknown event version {}", signed.event.v));
         }
-        if e.v != EVENT_VERSION {
-            return Err(broken(format!("unknown event version {}", e.v)));
-        }
-        if e.hash() != signed.hash {
-            return Err(broken("content does not match its hash (edited)".into()));
-        }
-        if e.prev != prev_hash {
-            return Err(broken("does not chain to the previous event".into()));
-        }
-        trusted
-            .check(&e.signer, &signed.hash, &signed.signature)
-            .map_err(broken)?;
-        prev_hash.clone_from(&signed.hash);
-    }
-    Ok(events.len())
+        Ok(())
+    })
 }
 
 /// Where an asset is in its life, folded from its events.
