@@ -95,8 +95,7 @@ async fn serve(
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let (queue, notifier) = open_queue(&settings, services.worker()).await?;
-    let keys = open_keys(&settings)?;
-    let storage = open_storage(&settings, &keys)?;
+    let (storage, keys) = open_storage(&settings)?;
     let signer = Arc::new(keys.signer);
     let detector = face_detector(&settings.faces);
     match detector.ready() {
@@ -212,9 +211,7 @@ pub struct Keys {
     pub signer: Signer,
 }
 
-/// # Errors
-/// A key file cannot be read, parsed or created.
-pub fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
+fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
     let dir = settings.keys_dir();
     let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).context("keyring")?;
     let signer = signing_key::load_or_create(&dir.join("signing.pk8")).context("signing key")?;
@@ -224,12 +221,16 @@ pub fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
     })
 }
 
-/// The configured object store (a local directory or S3) with the embedded keyring.
+/// The configured object store (a local directory or S3) with the embedded keyring, and the
+/// key files (created on first use).
 ///
 /// # Errors
-/// The directory cannot be created, or the S3 settings do not make a client.
-pub fn open_storage(settings: &Settings, keys: &Keys) -> anyhow::Result<Storage> {
-    Ok(Storage::new(object_store(settings)?, keys.keyring.clone()))
+/// A key file cannot be read, parsed or created; the directory cannot be created, or the S3
+/// settings do not make a client.
+pub fn open_storage(settings: &Settings) -> anyhow::Result<(Storage, Keys)> {
+    let keys = open_keys(settings)?;
+    let storage = Storage::new(object_store(settings)?, keys.keyring.clone());
+    Ok((storage, keys))
 }
 
 fn object_store(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use asepsis_common::audit::{self, AuditAction};
-use asepsis_common::provenance::{self, TrustedKeys};
+use asepsis_common::provenance::{self, BrokenLink, TrustedKeys};
 use asepsis_config::Settings;
 use asepsis_queue::Replay;
 use asepsis_store::StorageError;
@@ -94,8 +94,7 @@ async fn replay(settings: &Settings, id: Option<String>) -> anyhow::Result<ExitC
     let (queue, _) = asepsis::open_queue(settings, false).await?;
     let which = id.clone().map_or(Replay::All, Replay::One);
     let ids = queue.replay(which).await?;
-    let keys = asepsis::open_keys(settings)?;
-    let storage = asepsis::open_storage(settings, &keys)?;
+    let (storage, keys) = asepsis::open_storage(settings)?;
     asepsis::audit_host_action(
         &storage,
         &keys.signer,
@@ -113,52 +112,61 @@ async fn replay(settings: &Settings, id: Option<String>) -> anyhow::Result<ExitC
 }
 
 async fn audit_log(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let keys = asepsis::open_keys(settings)?;
-    let storage = asepsis::open_storage(settings, &keys)?;
+    let (storage, _) = asepsis::open_storage(settings)?;
     for entry in storage.audit_log().await? {
         println!("{}", serde_json::to_string(&entry)?);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify_audit(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let keys = asepsis::open_keys(settings)?;
-    let storage = asepsis::open_storage(settings, &keys)?;
-    let entries = match storage.audit_log().await {
-        Ok(entries) => entries,
+/// A stored log, or `Err(exit)` once the first broken link is printed: a record edited into
+/// something that no longer parses is a broken link too.
+fn parsed<T>(read: Result<Vec<T>, StorageError>) -> anyhow::Result<Result<Vec<T>, ExitCode>> {
+    match read {
+        Ok(records) => Ok(Ok(records)),
         Err(StorageError::Corrupt(path)) => {
-            println!("broken: stored entry {path} does not parse: edited or corrupt");
-            return Ok(ExitCode::FAILURE);
+            let seq = path.rsplit('/').next().and_then(|s| s.parse::<u64>().ok());
+            let seq = seq.map_or_else(String::new, |s| format!(" (seq {s})"));
+            println!("broken: stored record{seq} does not parse: edited or corrupt");
+            Ok(Err(ExitCode::FAILURE))
         }
-        Err(e) => return Err(e.into()),
-    };
-    let mut trusted = TrustedKeys::default();
-    trusted.add(keys.signer.public_key());
-    match audit::verify(&entries, &trusted) {
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Print a chain check's outcome: `ok: …` (exit 0) or the first broken link (exit 1).
+fn report(checked: Result<usize, BrokenLink>, ok: impl FnOnce(usize) -> String) -> ExitCode {
+    match checked {
         Ok(n) => {
-            println!("ok: {n} entries, signatures and chain intact");
-            Ok(ExitCode::SUCCESS)
+            println!("ok: {}", ok(n));
+            ExitCode::SUCCESS
         }
         Err(broken) => {
             println!("broken: {broken}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     }
 }
 
+async fn verify_audit(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let (storage, keys) = asepsis::open_storage(settings)?;
+    let entries = match parsed(storage.audit_log().await)? {
+        Ok(entries) => entries,
+        Err(exit) => return Ok(exit),
+    };
+    let mut trusted = TrustedKeys::default();
+    trusted.add(keys.signer.public_key());
+    let checked = audit::verify(&entries, &trusted);
+    Ok(report(checked, |n| {
+        format!("{n} entries, signatures and chain intact")
+    }))
+}
+
 async fn verify(settings: &Settings, asset: uuid::Uuid, prov: bool) -> anyhow::Result<ExitCode> {
-    let keys = asepsis::open_keys(settings)?;
-    let storage = asepsis::open_storage(settings, &keys)?;
-    let events = match storage.events(asset).await {
+    let (storage, keys) = asepsis::open_storage(settings)?;
+    let events = match parsed(storage.events(asset).await)? {
         Ok(events) => events,
-        // An edited event that no longer parses is a broken link too.
-        Err(StorageError::Corrupt(path)) => {
-            let seq = path.rsplit('/').next().and_then(|s| s.parse::<u64>().ok());
-            let seq = seq.map_or_else(String::new, |s| format!(" (seq {s})"));
-            println!("broken: stored event{seq} does not parse: edited or corrupt");
-            return Ok(ExitCode::FAILURE);
-        }
-        Err(e) => return Err(e.into()),
+        Err(exit) => return Ok(exit),
     };
     if events.is_empty() {
         eprintln!("no provenance events for asset {asset}");
@@ -170,17 +178,11 @@ async fn verify(settings: &Settings, asset: uuid::Uuid, prov: bool) -> anyhow::R
         let prov = provenance::to_prov(asset, &events);
         println!("{}", serde_json::to_string_pretty(&prov)?);
     }
-    match provenance::verify(asset, &events, &trusted) {
-        Ok(n) => {
-            let state = provenance::fold(&events)
-                .and_then(|s| serde_json::to_value(s).ok())
-                .unwrap_or_default();
-            println!("ok: {n} events, signatures and chain intact; state {state}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(broken) => {
-            println!("broken: {broken}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    let checked = provenance::verify(asset, &events, &trusted);
+    Ok(report(checked, |n| {
+        let state = provenance::fold(&events)
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_default();
+        format!("{n} events, signatures and chain intact; state {state}")
+    }))
 }

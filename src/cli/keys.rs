@@ -32,8 +32,7 @@ pub async fn run(settings: Settings, command: Keys) -> anyhow::Result<ExitCode> 
 }
 
 async fn create(settings: &Settings, tenant: &str, role: Role) -> anyhow::Result<ExitCode> {
-    let keys = asepsis::open_keys(settings)?;
-    let storage = asepsis::open_storage(settings, &keys)?;
+    let (storage, keys) = asepsis::open_storage(settings)?;
     let (token, record) =
         apikey::generate(tenant, role, asepsis_store::now_ms()).context("--tenant")?;
     storage
@@ -47,8 +46,7 @@ async fn create(settings: &Settings, tenant: &str, role: Role) -> anyhow::Result
 }
 
 async fn rotate_kek(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let keys = asepsis::open_keys(settings)?;
-    let storage = asepsis::open_storage(settings, &keys)?;
+    let (storage, keys) = asepsis::open_storage(settings)?;
     let kek = keys.keyring.begin_rotation()?;
     let done = storage
         .rotate_kek()

@@ -422,11 +422,8 @@ impl Storage {
         self.read_log(&Object::Events(asset).path()).await
     }
 
-    /// Every record under `prefix`, in key order (sequence numbers are zero-padded).
-    async fn read_log<T: serde::de::DeserializeOwned>(
-        &self,
-        prefix: &Path,
-    ) -> Result<Vec<T>, StorageError> {
+    /// The keys of a log's records, in sequence order (sequence numbers are zero-padded).
+    async fn log_paths(&self, prefix: &Path) -> Result<Vec<Path>, StorageError> {
         let mut paths: Vec<Path> = self
             .store
             .list(Some(prefix))
@@ -434,14 +431,38 @@ impl Storage {
             .try_collect()
             .await?;
         paths.sort();
-        let mut records = Vec::with_capacity(paths.len());
-        for path in paths {
-            let bytes = self.store.get(&path).await?.bytes().await?;
-            let record = serde_json::from_slice(&bytes)
-                .map_err(|_| StorageError::Corrupt(path.to_string()))?;
-            records.push(record);
+        Ok(paths)
+    }
+
+    async fn read_record<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<T, StorageError> {
+        let bytes = self.store.get(path).await?.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|_| StorageError::Corrupt(path.to_string()))
+    }
+
+    /// Every record under `prefix`, in sequence order.
+    async fn read_log<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &Path,
+    ) -> Result<Vec<T>, StorageError> {
+        let mut records = Vec::new();
+        for path in self.log_paths(prefix).await? {
+            records.push(self.read_record(&path).await?);
         }
         Ok(records)
+    }
+
+    /// The last record under `prefix`: what an append follows (one GET, not the whole log).
+    async fn last_record<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &Path,
+    ) -> Result<Option<T>, StorageError> {
+        match self.log_paths(prefix).await?.last() {
+            Some(path) => self.read_record(path).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The audit log in sequence order.
@@ -463,14 +484,14 @@ impl Storage {
         signer: &Signer,
         record: AuditRecord,
     ) -> Result<SignedAuditEntry, StorageError> {
-        let mut last = self.audit_log().await?.pop();
+        let mut last = self.last_record(&Object::AuditLog.path()).await?;
         for _ in 0..APPEND_RETRIES {
             let next = audit::sign_next(signer, last.as_ref(), now_ms(), record.clone());
             let path = Object::AuditEntry(next.entry.seq).path();
             if self.put_json(&path, &next, true).await? {
                 return Ok(next);
             }
-            last = self.audit_log().await?.pop();
+            last = self.last_record(&Object::AuditLog.path()).await?;
         }
         Err(StorageError::Contended("the audit log".into()))
     }
@@ -488,7 +509,7 @@ impl Storage {
         signer: &Signer,
         what: EventKind,
     ) -> Result<SignedEvent, StorageError> {
-        let mut last = self.events(asset).await?.pop();
+        let mut last = self.last_record(&Object::Events(asset).path()).await?;
         for _ in 0..APPEND_RETRIES {
             let next = signer.sign_next(asset, last.as_ref(), now_ms(), what.clone());
             if self
@@ -497,7 +518,7 @@ impl Storage {
             {
                 return Ok(next);
             }
-            last = self.events(asset).await?.pop();
+            last = self.last_record(&Object::Events(asset).path()).await?;
         }
         Err(StorageError::Contended(format!("asset {asset}")))
     }
