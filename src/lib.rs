@@ -104,6 +104,21 @@ async fn serve(
             tracing::warn!(%why, "face detector unavailable: every image will be held for review")
         }
     }
+    let desk = asepsis_rights::Desk {
+        storage: storage.clone(),
+        signer: signer.clone(),
+        queue: queue.clone(),
+        lock_ttl: settings.rights.lock_ttl(),
+    };
+    let retention_task = services.worker().then(|| {
+        let retention = Arc::new(asepsis_worker::retention::Retention {
+            storage: storage.clone(),
+            signer: signer.clone(),
+            settings: settings.retention.clone(),
+        });
+        let instance = uuid::Uuid::new_v4();
+        tokio::spawn(retention.schedule(instance, shutdown.clone()))
+    });
     let worker_task = services.worker().then(|| {
         let jobs = Arc::new(AssetJobs {
             storage: storage.clone(),
@@ -139,6 +154,7 @@ async fn serve(
             max_upload_bytes: settings.strip.max_input_bytes,
             idempotency_lease: asepsis_ingest::default_idempotency_lease(timeout),
             stats_min_count: settings.stats.min_count,
+            desk,
         };
         axum::serve(listener, asepsis_ingest::app(state, timeout))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -150,6 +166,9 @@ async fn serve(
     shutdown.cancelled().await;
     if let Some(task) = worker_task {
         task.await.context("worker task")??;
+    }
+    if let Some(task) = retention_task {
+        task.await.context("retention task")?;
     }
     tracing::info!("stopped");
     Ok(())

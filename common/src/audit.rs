@@ -1,5 +1,6 @@
 //! The audit log: one signed, hash-chained log of every privileged action — API-key creation,
-//! KEK rotation, dead-letter replay, review decisions, consent withdrawal — saying who (an API
+//! KEK rotation, dead-letter replay, review decisions, consent withdrawal, rights requests
+//! with their receipts, retention purges — saying who (an API
 //! key id, or `host:<user>` for a command run on the host), for which tenant, what, and on
 //! which ids. Never PHI: no consent fields, file names, metadata or keys.
 //!
@@ -28,6 +29,22 @@ pub enum AuditAction {
     Review,
     /// A consent withdrawn; targets: the consent, then each asset it unpublished.
     ConsentWithdraw,
+    /// A subject's data erased; targets: `receipt:<id>`, each consent, then each asset erased.
+    SubjectErase,
+    /// A subject's data restricted; targets: the receipt, each consent, each asset frozen.
+    SubjectRestrict,
+    /// A restriction lifted; targets: the receipt, each consent, each asset released.
+    SubjectUnrestrict,
+    /// An objection to purposes; targets: the receipt, each consent given a new version, each
+    /// asset unpublished.
+    SubjectObject,
+    /// A consent corrected; targets: the receipt, the consent, each asset unpublished.
+    ConsentRectify,
+    /// A subject's data exported to the subject; targets: the receipt, each consent, each
+    /// asset in the bundle.
+    SubjectExport,
+    /// A retention purge; targets: the rule, then the asset.
+    RetentionPurge,
 }
 
 impl AuditAction {
@@ -38,6 +55,13 @@ impl AuditAction {
             AuditAction::Replay => "replay",
             AuditAction::Review => "review",
             AuditAction::ConsentWithdraw => "consent-withdraw",
+            AuditAction::SubjectErase => "subject-erase",
+            AuditAction::SubjectRestrict => "subject-restrict",
+            AuditAction::SubjectUnrestrict => "subject-unrestrict",
+            AuditAction::SubjectObject => "subject-object",
+            AuditAction::ConsentRectify => "consent-rectify",
+            AuditAction::SubjectExport => "subject-export",
+            AuditAction::RetentionPurge => "retention-purge",
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Consent records: what a subject agreed to, checked once when it is recorded, and the rules
 //! that decide whether an upload may name it and whether its assets may be published now.
 //!
+//! A record is versioned: a rectification or an objection makes a new version and keeps the
+//! one it replaces in `history`; an erasure scrubs every version's personal fields to a
+//! tombstone that still says which consent existed and when it was erased.
+//!
 //! Pure: values and the current time in, decisions out; storing records is `asepsis-store`'s
 //! business. A record holds pseudonymous references only (`subject_ref`, the guardian's
 //! `name_ref`), and still nothing here or in a caller logs its fields: errors name the field,
@@ -14,6 +18,8 @@ use uuid::Uuid;
 const SKEW: time::Duration = time::Duration::minutes(5);
 /// Longest free-text reference accepted.
 const MAX_TEXT: usize = 256;
+/// What an erased record's personal fields read.
+pub const ERASED: &str = "[erased]";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -75,29 +81,78 @@ pub struct Terms {
     pub guardian: Option<Guardian>,
 }
 
-/// A stored consent record.
+/// A stored consent record: its current terms and version, and the versions before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Consent {
     pub id: Uuid,
     pub tenant: String,
+    /// When this version was recorded.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub recorded_at: OffsetDateTime,
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub withdrawn_at: Option<OffsetDateTime>,
+    /// Set while the subject's data is restricted (frozen: not processed, not published).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub restricted_at: Option<OffsetDateTime>,
+    /// Set once the subject's data was erased; the personal fields then read [`ERASED`].
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub erased_at: Option<OffsetDateTime>,
+    /// 1 for the record as first made; each rectification or objection adds one.
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub terms: Terms,
+    /// The versions this one replaced, oldest first.
+    #[serde(default)]
+    pub history: Vec<Version>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// A version of a consent's terms that a later one replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Version {
+    pub version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub recorded_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub replaced_at: OffsetDateTime,
+    /// Why it was replaced.
+    pub replaced_by: Change,
+    pub terms: Terms,
+}
+
+/// What made a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// `PATCH /v1/consents/{id}`: fields corrected.
+    Rectification,
+    /// `POST /v1/subjects/{ref}/object`: purposes removed.
+    Objection,
 }
 
 /// A field of the terms that is not acceptable, and why (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: String,
     pub problem: String,
 }
 
-fn field(field: &'static str, problem: impl Into<String>) -> FieldError {
+fn field(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
     FieldError {
-        field,
+        field: field.into(),
         problem: problem.into(),
     }
 }
@@ -112,6 +167,12 @@ pub enum Unusable {
     Expired,
     #[error("the consent allows internal use only")]
     InternalOnly,
+    #[error("the subject's data was erased")]
+    Erased,
+    #[error("the subject's data is restricted")]
+    Restricted,
+    #[error("the consent names no purpose any more (the subject objected)")]
+    NoPurpose,
 }
 
 fn text(name: &'static str, value: &str) -> Result<(), FieldError> {
@@ -131,6 +192,23 @@ impl Terms {
     /// The first [`FieldError`]: an empty reference, no purposes, a time in the future, an
     /// expiry already past or before the consent was obtained, a minor without a guardian.
     pub fn validate(&self, now: OffsetDateTime) -> Result<(), FieldError> {
+        self.check(now)?;
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return Err(field("expires_at", "is already past"));
+        }
+        Ok(())
+    }
+
+    /// Check corrected terms as of `now`: as [`Terms::validate`], except that an expiry may
+    /// be past (a correction may say the consent ended earlier than recorded).
+    ///
+    /// # Errors
+    /// As [`Terms::validate`].
+    pub fn validate_correction(&self, now: OffsetDateTime) -> Result<(), FieldError> {
+        self.check(now)
+    }
+
+    fn check(&self, now: OffsetDateTime) -> Result<(), FieldError> {
         text("subject_ref", &self.subject_ref)?;
         text("obtained_by", &self.obtained_by)?;
         text("jurisdiction", &self.jurisdiction)?;
@@ -147,9 +225,6 @@ impl Terms {
         if let Some(expires) = self.expires_at {
             if expires <= self.obtained_at {
                 return Err(field("expires_at", "must be after obtained_at"));
-            }
-            if expires <= now {
-                return Err(field("expires_at", "is already past"));
             }
         }
         match (&self.guardian, self.minor) {
@@ -171,12 +246,30 @@ impl Terms {
 }
 
 impl Consent {
-    /// May an upload name this consent at `now`?
+    /// A new record, version 1.
+    pub fn new(id: Uuid, tenant: String, recorded_at: OffsetDateTime, terms: Terms) -> Self {
+        Self {
+            id,
+            tenant,
+            recorded_at,
+            withdrawn_at: None,
+            restricted_at: None,
+            erased_at: None,
+            version: 1,
+            terms,
+            history: Vec::new(),
+        }
+    }
+
+    /// May an upload name this consent at `now`? (A restricted subject's uploads are
+    /// accepted, and frozen.)
     ///
     /// # Errors
-    /// [`Unusable::Withdrawn`] or [`Unusable::Expired`].
+    /// [`Unusable::Erased`], [`Unusable::Withdrawn`] or [`Unusable::Expired`].
     pub fn check_for_upload(&self, now: OffsetDateTime) -> Result<(), Unusable> {
-        if self.withdrawn_at.is_some() {
+        if self.erased_at.is_some() {
+            Err(Unusable::Erased)
+        } else if self.withdrawn_at.is_some() {
             Err(Unusable::Withdrawn)
         } else if self.terms.expires_at.is_some_and(|e| e <= now) {
             Err(Unusable::Expired)
@@ -189,13 +282,131 @@ impl Consent {
     /// and every request for published media.
     ///
     /// # Errors
-    /// Why not: withdrawn, expired, or internal use only.
+    /// Why not: erased, withdrawn, expired, restricted, internal use only, or no purpose left.
     pub fn check_for_publication(&self, now: OffsetDateTime) -> Result<(), Unusable> {
         self.check_for_upload(now)?;
+        if self.restricted_at.is_some() {
+            return Err(Unusable::Restricted);
+        }
         if self.terms.scope == Scope::Internal {
             return Err(Unusable::InternalOnly);
         }
+        if self.terms.purposes.is_empty() {
+            return Err(Unusable::NoPurpose);
+        }
         Ok(())
+    }
+
+    /// Make `terms` the current version, keeping the one it replaces in the history.
+    pub fn revise(&mut self, terms: Terms, change: Change, now: OffsetDateTime) {
+        let before = std::mem::replace(&mut self.terms, terms);
+        self.history.push(Version {
+            version: self.version,
+            recorded_at: self.recorded_at,
+            replaced_at: now,
+            replaced_by: change,
+            terms: before,
+        });
+        self.version += 1;
+        self.recorded_at = now;
+    }
+
+    /// The terms corrected by a JSON merge patch (RFC 7396) of their fields.
+    ///
+    /// # Errors
+    /// A [`FieldError`]: the patch is not an object, names an unknown field, gives a value of
+    /// the wrong type, changes `subject_ref` (whose record this is cannot be corrected: record
+    /// a consent under the right reference), or the result fails
+    /// [`Terms::validate_correction`].
+    pub fn rectified(
+        &self,
+        patch: &serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Result<Terms, FieldError> {
+        let serde_json::Value::Object(fields) = patch else {
+            return Err(field(
+                "body",
+                "must be a JSON object of the fields to correct",
+            ));
+        };
+        if fields.is_empty() {
+            return Err(field("body", "names no field to correct"));
+        }
+        let mut merged = serde_json::to_value(&self.terms)
+            .map_err(|_| field("body", "the stored terms do not serialize"))?;
+        merge_patch(&mut merged, patch);
+        let terms: Terms = serde_path_to_error::deserialize(merged).map_err(|e| {
+            let path = e.path().to_string();
+            let name = if path == "." { "body".to_owned() } else { path };
+            field(name, e.into_inner().to_string())
+        })?;
+        if terms.subject_ref != self.terms.subject_ref {
+            return Err(field(
+                "subject_ref",
+                "cannot be rectified; record a new consent under the right reference",
+            ));
+        }
+        terms.validate_correction(now)?;
+        Ok(terms)
+    }
+
+    /// Remove `purposes` from the terms as a new version; `false` when none was there.
+    pub fn object(&mut self, purposes: &[String], now: OffsetDateTime) -> bool {
+        let mut terms = self.terms.clone();
+        terms.purposes.retain(|p| !purposes.contains(p));
+        if terms.purposes.len() == self.terms.purposes.len() {
+            return false;
+        }
+        self.revise(terms, Change::Objection, now);
+        true
+    }
+
+    /// Scrub every version's personal fields (who obtained it, the subject and guardian
+    /// references, purposes and jurisdiction as free text) to [`ERASED`], keeping what says
+    /// which consent existed: id, tenant, dates, version, method, scope. Idempotent: an
+    /// erased record keeps its first `erased_at`.
+    pub fn erase(&mut self, now: OffsetDateTime) {
+        self.erased_at.get_or_insert(now);
+        scrub(&mut self.terms);
+        for version in &mut self.history {
+            scrub(&mut version.terms);
+        }
+    }
+}
+
+fn scrub(terms: &mut Terms) {
+    for text in [
+        &mut terms.subject_ref,
+        &mut terms.obtained_by,
+        &mut terms.jurisdiction,
+    ] {
+        ERASED.clone_into(text);
+    }
+    terms.purposes.clear();
+    if let Some(g) = &mut terms.guardian {
+        ERASED.clone_into(&mut g.name_ref);
+        ERASED.clone_into(&mut g.relationship);
+    }
+}
+
+/// RFC 7396: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(map) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
     }
 }
 
@@ -223,13 +434,7 @@ mod tests {
     }
 
     fn consent(terms: Terms) -> Consent {
-        Consent {
-            id: Uuid::new_v4(),
-            tenant: "clinic".into(),
-            recorded_at: NOW,
-            withdrawn_at: None,
-            terms,
-        }
+        Consent::new(Uuid::new_v4(), "clinic".into(), NOW, terms)
     }
 
     #[test]
@@ -294,5 +499,56 @@ mod tests {
         let c = consent(t);
         assert_eq!(c.check_for_upload(NOW), Ok(()));
         assert_eq!(c.check_for_publication(NOW), Err(Unusable::InternalOnly));
+    }
+
+    #[test]
+    fn rectification_is_a_merge_patch_and_keeps_the_old_version() {
+        let mut c = consent(terms());
+        let patch = serde_json::json!({"scope": "internal", "expires_at": "2026-05-20T00:00:00Z"});
+        let corrected = c.rectified(&patch, NOW).unwrap();
+        assert_eq!(corrected.scope, Scope::Internal);
+        c.revise(corrected, Change::Rectification, NOW);
+        assert_eq!((c.version, c.history.len()), (2, 1));
+        assert_eq!(c.history[0].terms, terms());
+        assert_eq!(c.check_for_publication(NOW), Err(Unusable::Expired));
+        for (patch, named) in [
+            (serde_json::json!({"scope": "public"}), "scope"),
+            (serde_json::json!({"colour": "red"}), "colour"),
+            (
+                serde_json::json!({"subject_ref": "someone-else"}),
+                "subject_ref",
+            ),
+            (serde_json::json!({"purposes": []}), "purposes"),
+            (serde_json::json!({}), "body"),
+            (serde_json::json!([1]), "body"),
+        ] {
+            let err = c.rectified(&patch, NOW).unwrap_err();
+            assert_eq!(err.field, named, "{err}");
+        }
+    }
+
+    #[test]
+    fn an_objection_removes_purposes_and_erasure_scrubs_every_version() {
+        let mut t = terms();
+        t.purposes.push("marketing".into());
+        t.minor = true;
+        t.guardian = Some(Guardian {
+            name_ref: "g-secret".into(),
+            relationship: "parent".into(),
+            obtained_at: datetime!(2026-05-01 9:00 UTC),
+        });
+        let mut c = consent(t);
+        assert!(c.object(&["marketing".into()], NOW));
+        assert!(!c.object(&["marketing".into()], NOW));
+        assert_eq!(c.check_for_publication(NOW), Ok(()));
+        assert!(c.object(&["education".into()], NOW));
+        assert_eq!(c.check_for_publication(NOW), Err(Unusable::NoPurpose));
+        c.erase(NOW);
+        let json = serde_json::to_string(&c).unwrap();
+        for secret in ["subj-1", "dr-7", "g-secret", "education", "US-CA"] {
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+        assert_eq!((c.version, c.erased_at), (3, Some(NOW)));
+        assert_eq!(c.check_for_upload(NOW), Err(Unusable::Erased));
     }
 }

@@ -5,8 +5,9 @@
 //! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
 //! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
 //! signed audit log's entries (`audit`), consent rules (`consent`), the publication policy
-//! (`policy`), API-key parsing (`apikey`), small-cell-suppressed statistics (`stats`), and
-//! the job and notification schemas (`job`, `notify`).
+//! (`policy`), the rules of a subject's rights and the accounting of disclosures (`rights`),
+//! retention (`retention`), API-key parsing (`apikey`), small-cell-suppressed statistics
+//! (`stats`), and the job and notification schemas (`job`, `notify`).
 //!
 //! It must not do I/O: no tokio, no sockets, no files, no environment, no logging. Storage,
 //! queues and key files are `asepsis-store`'s and `asepsis-queue`'s; settings are passed in.
@@ -23,6 +24,8 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod provenance;
+pub mod retention;
+pub mod rights;
 pub mod stats;
 
 /// Hex SHA-256 of `bytes` (content hashes in events, hashed secrets and keys).

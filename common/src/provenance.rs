@@ -20,6 +20,7 @@ use crate::envelope::BlobRole;
 use crate::faces::Verdict;
 use crate::media::Format;
 use crate::policy::{Decision, ReviewDecision};
+use crate::retention::RetentionRule;
 
 pub const EVENT_VERSION: u32 = 1;
 
@@ -88,6 +89,18 @@ pub enum EventKind {
         takedown_id: Uuid,
     },
     Erased,
+    /// Taken off the website because its consent no longer allows publication (narrowed by a
+    /// rectification or an objection); held until a reviewer or a new upload decides.
+    Unpublished {
+        reason: String,
+    },
+    /// A retention rule deleted what it no longer needed; `shredded` when the data key went
+    /// too.
+    Purged {
+        rule: RetentionRule,
+        blobs: Vec<BlobRole>,
+        shredded: bool,
+    },
 }
 
 /// Which kind of event, without its fields: what the log is asked about.
@@ -108,6 +121,8 @@ pub enum EventName {
     TakenDown,
     Restored,
     Erased,
+    Unpublished,
+    Purged,
 }
 
 impl EventName {
@@ -129,6 +144,8 @@ impl EventName {
             EventName::TakenDown => "taken_down",
             EventName::Restored => "restored",
             EventName::Erased => "erased",
+            EventName::Unpublished => "unpublished",
+            EventName::Purged => "purged",
         }
     }
 }
@@ -151,6 +168,8 @@ impl EventKind {
             EventKind::TakenDown { .. } => EventName::TakenDown,
             EventKind::Restored { .. } => EventName::Restored,
             EventKind::Erased => EventName::Erased,
+            EventKind::Unpublished { .. } => EventName::Unpublished,
+            EventKind::Purged { .. } => EventName::Purged,
         }
     }
 }
@@ -429,6 +448,8 @@ pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
             } => S::Rejected,
             EventKind::Reviewed { .. } => state.unwrap_or(S::Held),
             EventKind::Published => S::Published,
+            EventKind::Unpublished { .. } => S::Held,
+            EventKind::Purged { .. } => state.unwrap_or(S::Received),
             EventKind::Rejected { .. } => S::Rejected,
             EventKind::Withdrawn { .. } => S::Withdrawn,
             EventKind::Erased => S::Erased,

@@ -47,6 +47,26 @@ pub struct Settings {
     pub strip: Strip,
     pub faces: Faces,
     pub stats: StatsSettings,
+    pub retention: Retention,
+    pub rights: Rights,
+}
+
+/// How long what is no longer needed is kept (per-tenant overrides under
+/// `[retention.tenants.NAME]`), and how often the worker's purge runs.
+pub use asepsis_common::retention::Settings as Retention;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rights {
+    /// How long a rights request holds its subject's lock before another request may take
+    /// it over (the first one's process died).
+    pub lock_ttl_secs: u64,
+}
+
+impl Rights {
+    pub fn lock_ttl(&self) -> Duration {
+        Duration::from_secs(self.lock_ttl_secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +273,15 @@ impl Settings {
         if self.stats.min_count == 0 {
             return invalid("stats.min_count", "must be at least 1");
         }
+        if self.retention.interval_secs == 0 {
+            return invalid("retention.interval_secs", "must be more than 0");
+        }
+        if self.retention.batch == 0 {
+            return invalid("retention.batch", "must be at least 1");
+        }
+        if self.rights.lock_ttl_secs == 0 {
+            return invalid("rights.lock_ttl_secs", "must be more than 0");
+        }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
         }
@@ -411,6 +440,8 @@ mod tests {
             ),
             ("[worker]\nconcurrency = 0\n", "worker.concurrency:"),
             ("[stats]\nmin_count = 0\n", "stats.min_count:"),
+            ("[retention]\nbatch = 0\n", "retention.batch:"),
+            ("[rights]\nlock_ttl_secs = 0\n", "rights.lock_ttl_secs:"),
             ("[queue]\nmax_attempts = 0\n", "queue.max_attempts:"),
             ("[queue]\nretry_delays_ms = []\n", "queue.retry_delays_ms:"),
             (
@@ -426,6 +457,18 @@ mod tests {
             let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
             assert!(err.to_string().contains(setting), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn retention_has_per_tenant_overrides_and_refuses_a_misspelt_rule() {
+        let toml = "[retention.tenants.clinic-a]\nrejected_after_days = 1\n";
+        let settings = Settings::from_figment(base().merge(Toml::string(toml))).unwrap();
+        let policy = settings.retention.policy_for("clinic-a");
+        assert_eq!(policy.rejected_after_days, Some(1));
+        assert_eq!(policy.original_after_published_days, Some(30));
+        let bad = base().merge(Toml::string("[retention]\nrejected_after_dayz = 1\n"));
+        let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("rejected_after_dayz"), "{err}");
     }
 
     #[test]

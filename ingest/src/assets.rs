@@ -332,6 +332,14 @@ pub async fn upload(
         };
         log.append(&state.storage, &state.signer, what).await?;
     }
+    if consent.restricted_at.is_some() {
+        // Accepted and frozen with the rest of its subject's data until the restriction is
+        // lifted (which queues it again).
+        log.append_if(&state.storage, &state.signer, EventKind::Restricted, |l| {
+            l.state() == Some(AssetState::Received)
+        })
+        .await?;
+    }
     enqueue(&state, asset).await?;
     tracing::info!(
         asset.id = %asset,
@@ -376,16 +384,28 @@ pub async fn provenance(
     Ok(Json(provenance::to_prov(log.asset, &log.events)))
 }
 
+/// Held for a reviewer: the latest decision on it is a `hold` verdict, or its unpublishing
+/// by a narrowed consent, that no review has answered yet.
 fn awaiting_review(log: &AssetLog) -> bool {
     log.state() == Some(AssetState::Held)
         && matches!(
-            log.last_of(EventName::Verdict),
-            Some(EventKind::Verdict {
-                decision: Decision::Hold,
-                ..
-            })
+            log.events
+                .iter()
+                .rev()
+                .map(|e| &e.event.what)
+                .find(|w| matches!(
+                    w,
+                    EventKind::Verdict { .. }
+                        | EventKind::Unpublished { .. }
+                        | EventKind::Reviewed { .. }
+                )),
+            Some(
+                EventKind::Verdict {
+                    decision: Decision::Hold,
+                    ..
+                } | EventKind::Unpublished { .. }
+            )
         )
-        && !log.has(EventName::Reviewed)
 }
 
 /// The tenant's assets held for review.

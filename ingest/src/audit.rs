@@ -34,13 +34,13 @@ pub(crate) async fn record(
 
 #[derive(Deserialize, IntoParams)]
 pub struct Period {
-    /// Entries at or after this time (RFC 3339).
-    from: Option<String>,
-    /// Entries before this time (RFC 3339).
-    to: Option<String>,
+    /// At or after this time (RFC 3339).
+    pub(crate) from: Option<String>,
+    /// Before this time (RFC 3339).
+    pub(crate) to: Option<String>,
 }
 
-fn millis(name: &str, value: Option<&str>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn millis(name: &str, value: Option<&str>) -> Result<Option<u64>, ApiError> {
     value
         .map(|v| {
             let at = OffsetDateTime::parse(v, &Rfc3339).map_err(|_| {

@@ -71,13 +71,9 @@ pub async fn create(
     terms
         .validate(now)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let consent = Consent {
-        id: Uuid::new_v4(),
-        tenant: caller.tenant,
-        recorded_at: now,
-        withdrawn_at: None,
-        terms,
-    };
+    let consent = Consent::new(Uuid::new_v4(), caller.tenant, now, terms);
+    // The subject's index first: every stored consent can be found by its subject.
+    state.storage.index_subject_consent(&consent).await?;
     state.storage.put_consent(&consent).await?;
     tracing::info!(consent.id = %consent.id, "consent recorded");
     Ok((StatusCode::CREATED, Json(Created { id: consent.id })))
@@ -90,8 +86,8 @@ pub(crate) async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<
     Ok(consent)
 }
 
-/// Read a consent record.
-#[utoipa::path(get, path = "/v1/consents/{id}", responses((status = 200, description = "the consent record"), (status = 404)),
+/// Read a consent record: its current version and the versions before it.
+#[utoipa::path(get, path = "/v1/consents/{id}", params(("id" = String, Path, description = "consent id")), responses((status = 200, body = Consent), (status = 404)),
     security(("api_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,

@@ -13,6 +13,7 @@ mod consents;
 mod error;
 mod media;
 mod stats;
+mod subjects;
 mod summary;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub idempotency_lease: Duration,
     /// `GET /v1/stats` shows no count below this.
     pub stats_min_count: u64,
+    /// A privacy officer's requests on subjects.
+    pub desk: asepsis_rights::Desk,
 }
 
 #[derive(OpenApi)]
@@ -63,6 +66,8 @@ pub struct AppState {
         consents::create, consents::get, consents::withdraw,
         assets::upload, assets::status, assets::provenance, assets::review_queue, assets::review,
         media::get, audit::list, stats::get, healthz, readyz,
+        subjects::erase, subjects::restrict, subjects::unrestrict, subjects::object,
+        subjects::export, subjects::disclosures, subjects::rectify,
     ),
     modifiers(&BearerKey)
 )]
@@ -103,7 +108,10 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/v1/consents", post(consents::create))
-        .route("/v1/consents/{id}", get(consents::get))
+        .route(
+            "/v1/consents/{id}",
+            get(consents::get).patch(subjects::rectify),
+        )
         .route("/v1/consents/{id}/withdraw", post(consents::withdraw))
         .route(
             "/v1/assets",
@@ -118,6 +126,12 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/media/{id}", get(media::get))
         .route("/v1/audit", get(audit::list))
         .route("/v1/stats", get(stats::get))
+        .route("/v1/subjects/{ref}/erase", post(subjects::erase))
+        .route("/v1/subjects/{ref}/restrict", post(subjects::restrict))
+        .route("/v1/subjects/{ref}/unrestrict", post(subjects::unrestrict))
+        .route("/v1/subjects/{ref}/object", post(subjects::object))
+        .route("/v1/subjects/{ref}/export", post(subjects::export))
+        .route("/v1/subjects/{ref}/disclosures", get(subjects::disclosures))
         .with_state(state)
         .layer(middleware::map_response(error::log_failures))
         .layer(middleware::from_fn(record_metrics))

@@ -26,16 +26,26 @@ fn state(dir: &std::path::Path) -> AppState {
     let queue = EmbeddedQueue::open(&dir.join("queue"), policy).unwrap();
     let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).unwrap();
     let store = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
+    let queue: Arc<dyn asepsis_queue::Queue> = Arc::new(queue);
+    let storage = Storage::new(Arc::new(store), Arc::new(keyring));
+    let signer = Arc::new(Signer::generate().unwrap());
+    let desk = asepsis_rights::Desk {
+        storage: storage.clone(),
+        signer: signer.clone(),
+        queue: queue.clone(),
+        lock_ttl: Duration::from_secs(60),
+    };
     AppState {
-        queue: Arc::new(queue),
+        queue,
         metrics: PrometheusBuilder::new().build_recorder().handle(),
-        storage: Storage::new(Arc::new(store), Arc::new(keyring)),
-        signer: Arc::new(Signer::generate().unwrap()),
+        storage,
+        signer,
         notifier: Arc::new(asepsis_queue::notify::InProcess::new()),
         detector: Arc::new(asepsis_common::faces::Unavailable("test".into())),
         max_upload_bytes: 1 << 20,
         idempotency_lease: Duration::from_secs(60),
         stats_min_count: 5,
+        desk,
     }
 }
 
@@ -148,12 +158,11 @@ async fn key(state: &AppState, role: asepsis_common::apikey::Role) -> String {
 async fn consent(state: &AppState, expired: bool) -> uuid::Uuid {
     use asepsis_common::consent::{Consent, Method, Scope, Terms};
     let now = time::OffsetDateTime::now_utc();
-    let consent = Consent {
-        id: uuid::Uuid::new_v4(),
-        tenant: "clinic".into(),
-        recorded_at: now,
-        withdrawn_at: None,
-        terms: Terms {
+    let consent = Consent::new(
+        uuid::Uuid::new_v4(),
+        "clinic".into(),
+        now,
+        Terms {
             subject_ref: "s".into(),
             obtained_by: "d".into(),
             obtained_at: now - time::Duration::days(30),
@@ -166,7 +175,7 @@ async fn consent(state: &AppState, expired: bool) -> uuid::Uuid {
             minor: false,
             guardian: None,
         },
-    };
+    );
     state.storage.put_consent(&consent).await.unwrap();
     consent.id
 }

@@ -4,6 +4,7 @@
 
 mod ctl;
 mod keys;
+mod rights;
 mod sanitize;
 mod scan;
 mod serve;
@@ -67,6 +68,15 @@ enum Command {
         #[command(subcommand)]
         command: keys::Keys,
     },
+    /// A privacy officer's requests on the host: erase, restrict, object, rectify, export,
+    /// disclosures; and the retention purge.
+    Rights {
+        /// Data directory of the embedded backends; overrides server.data_dir.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        command: rights::Rights,
+    },
     /// Operator commands.
     Ctl {
         /// Data directory of the embedded backends; overrides server.data_dir.
@@ -88,7 +98,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(local) | Command::Ingest(local) | Command::Worker(local) => {
             (local.data.clone(), local.listen)
         }
-        Command::Keys { data, .. } | Command::Ctl { data, .. } => (data.clone(), None),
+        Command::Keys { data, .. } | Command::Ctl { data, .. } | Command::Rights { data, .. } => {
+            (data.clone(), None)
+        }
         Command::Import { .. } => {
             eprintln!("asepsis import: not in this build yet");
             return Ok(ExitCode::from(NOT_BUILT));
@@ -106,6 +118,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(settings, args).await,
         Command::Keys { command, .. } => keys::run(settings, command).await,
         Command::Ctl { command, .. } => ctl::run(settings, command).await,
+        Command::Rights { command, .. } => rights::run(settings, command).await,
         Command::Import { .. } => Ok(ExitCode::from(NOT_BUILT)),
     }
 }

@@ -12,7 +12,12 @@ use asepsis_common::provenance::{AssetState, EventKind, EventName, SignedEvent, 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use asepsis_common::envelope::BlobRole;
+
 use crate::storage::{Storage, StorageError};
+
+/// Appends that lose a race this many times in a row give up.
+const APPEND_RETRIES: usize = 64;
 
 /// What ingest recorded when the asset arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +118,8 @@ impl AssetLog {
     }
 
     /// Record `published` if the consent allows publication at `now`; otherwise record a
-    /// `hold` verdict naming why. Exactly one `published` event per asset, whoever calls.
+    /// `hold` verdict naming why. One `published` event per publication, whoever calls (an
+    /// asset unpublished by a narrowed consent may be published again by a reviewer).
     ///
     /// # Errors
     /// Store failures.
@@ -124,7 +130,7 @@ impl AssetLog {
         consent: &Consent,
         now: OffsetDateTime,
     ) -> Result<Published, StorageError> {
-        if self.has(EventName::Published) {
+        if self.state() == Some(AssetState::Published) {
             return Ok(Published::Already);
         }
         let (what, result) = match consent.check_for_publication(now) {
@@ -143,6 +149,55 @@ impl AssetLog {
         })
     }
 
+    /// Append `what` if `wanted` holds for the log as it is; when another writer appended
+    /// first, re-read and decide again. `true` when appended. The log is current afterwards.
+    ///
+    /// # Errors
+    /// Store failures; [`StorageError::Contended`] after too many lost races.
+    pub async fn append_if(
+        &mut self,
+        storage: &Storage,
+        signer: &Signer,
+        what: EventKind,
+        wanted: impl Fn(&AssetLog) -> bool,
+    ) -> Result<bool, StorageError> {
+        for _ in 0..APPEND_RETRIES {
+            if !wanted(self) {
+                return Ok(false);
+            }
+            if self.append(storage, signer, what.clone()).await? == Appended::Yes {
+                return Ok(true);
+            }
+            *self = Self::load(storage, self.asset).await?;
+        }
+        Err(StorageError::Contended(format!("asset {}", self.asset)))
+    }
+
+    /// Erase the asset: append `erased` (once), shred its data key, delete its blobs. What
+    /// stays is the signed log of ids and hashes: the proof. Idempotent and safe to repeat
+    /// after a crash; `true` when this call recorded the erasure.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn erase(
+        &mut self,
+        storage: &Storage,
+        signer: &Signer,
+    ) -> Result<bool, StorageError> {
+        let erased = self
+            .append_if(storage, signer, EventKind::Erased, |log| {
+                log.state() != Some(AssetState::Erased)
+            })
+            .await?;
+        // The tombstone first: a worker that stores a blob after this sees it and deletes it.
+        storage.shred(self.asset).await?;
+        storage.delete_blob(self.asset, BlobRole::Original).await?;
+        storage
+            .delete_blob(self.asset, BlobRole::Derivative)
+            .await?;
+        Ok(erased)
+    }
+
     /// The notification that announces where the asset now is.
     pub fn notification(&self) -> Option<Notification> {
         let last = self.events.last()?;
@@ -151,6 +206,8 @@ impl AssetLog {
             AssetState::Held => "held",
             AssetState::Rejected => "rejected",
             AssetState::Withdrawn => "withdrawn",
+            AssetState::Erased => "erased",
+            AssetState::Restricted => "restricted",
             _ => last.event.what.name().as_str(),
         };
         Some(Notification {

@@ -10,6 +10,9 @@
 //! apikeys/{key id}               API key record: tenant, role, SHA-256 of the secret
 //! index/tenants/{tenant}/{asset} empty marker: the asset belongs to the tenant
 //! index/consents/{id}/{asset}    empty marker: the asset was uploaded under the consent
+//! index/subjects/{tenant}/{ref sha256}/{consent}  empty marker: a consent of the subject
+//! locks/subjects/{tenant}/{ref sha256}  a rights request on the subject is running (JSON lease)
+//! leases/{job}/{period:020}      create-only: the worker that runs a scheduled job this period
 //! idempotency/{tenant}/{sha256}  the asset an upload's Idempotency-Key (hashed) made
 //! audit/{seq:020}                the audit log (JSON SignedAuditEntry), written create-only
 //! ```
@@ -100,11 +103,17 @@ enum Object<'a> {
     Event(Uuid, u64),
     Consent(Uuid),
     ApiKey(&'a str),
+    /// The prefix of every tenant's asset index.
+    AllTenantAssets,
     TenantAssets(&'a str),
     TenantAsset(&'a str, Uuid),
     ConsentAssets(Uuid),
     ConsentAsset(Uuid, Uuid),
     Idempotency(&'a str, &'a str),
+    SubjectConsents(&'a str, &'a str),
+    SubjectConsent(&'a str, &'a str, Uuid),
+    SubjectLock(&'a str, &'a str),
+    Lease(&'a str, u64),
     /// The prefix of the audit log.
     AuditLog,
     AuditEntry(u64),
@@ -121,11 +130,20 @@ impl Object<'_> {
             Object::Event(asset, seq) => format!("events/{asset}/{seq:020}"),
             Object::Consent(id) => format!("consents/{id}"),
             Object::ApiKey(id) => format!("apikeys/{id}"),
+            Object::AllTenantAssets => "index/tenants".to_owned(),
             Object::TenantAssets(tenant) => format!("index/tenants/{tenant}"),
             Object::TenantAsset(tenant, asset) => format!("index/tenants/{tenant}/{asset}"),
             Object::ConsentAssets(consent) => format!("index/consents/{consent}"),
             Object::ConsentAsset(consent, asset) => format!("index/consents/{consent}/{asset}"),
             Object::Idempotency(tenant, key_sha256) => format!("idempotency/{tenant}/{key_sha256}"),
+            Object::SubjectConsents(tenant, subject) => {
+                format!("index/subjects/{tenant}/{subject}")
+            }
+            Object::SubjectConsent(tenant, subject, consent) => {
+                format!("index/subjects/{tenant}/{subject}/{consent}")
+            }
+            Object::SubjectLock(tenant, subject) => format!("locks/subjects/{tenant}/{subject}"),
+            Object::Lease(job, period) => format!("leases/{job}/{period:020}"),
             Object::AuditLog => "audit".to_owned(),
             Object::AuditEntry(seq) => format!("audit/{seq:020}"),
         })
@@ -191,7 +209,11 @@ impl Storage {
         }
     }
 
-    async fn is_erased(&self, asset: Uuid) -> Result<bool, StorageError> {
+    /// Was the asset crypto-shredded (its tombstone written)?
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn is_erased(&self, asset: Uuid) -> Result<bool, StorageError> {
         match self.store.head(&Object::Erased(asset).path()).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -767,6 +789,144 @@ impl Storage {
         let next = signer.sign_next(asset, last, now_ms(), what);
         let path = Object::Event(asset, next.event.seq).path();
         Ok(self.put_json(&path, &next, true).await?.then_some(next))
+    }
+}
+
+/// A subject's reference as it appears in keys: SHA-256 of tenant and reference, so a key
+/// never holds the reference itself.
+fn subject_hash(tenant: &str, subject_ref: &str) -> String {
+    asepsis_common::sha256_hex(format!("{tenant}\0{subject_ref}").as_bytes())
+}
+
+/// Who holds a subject's lock, until when.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct LockRecord {
+    holder: Uuid,
+    until_ms: u64,
+}
+
+/// Subjects (by consents' `subject_ref`), their locks, and the leases of scheduled jobs.
+impl Storage {
+    /// Record that `consent` is one of its subject's. Idempotent; written before the consent
+    /// record, so every stored consent can be found by its subject.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn index_subject_consent(&self, consent: &Consent) -> Result<(), StorageError> {
+        let subject = subject_hash(&consent.tenant, &consent.terms.subject_ref);
+        let key = Object::SubjectConsent(&consent.tenant, &subject, consent.id);
+        self.store.put(&key.path(), PutPayload::default()).await?;
+        Ok(())
+    }
+
+    /// The ids of a tenant's subject's consents, in id order (an erased subject's too: the
+    /// index outlives the scrubbed records).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn subject_consents(
+        &self,
+        tenant: &str,
+        subject_ref: &str,
+    ) -> Result<Vec<Uuid>, StorageError> {
+        let subject = subject_hash(tenant, subject_ref);
+        self.list_ids(&Object::SubjectConsents(tenant, &subject).path())
+            .await
+    }
+
+    /// Take the subject's lock for `ttl_ms` as `holder`: `false` while another holder's lock
+    /// has not expired. An expired lock (its holder died) is taken over.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn lock_subject(
+        &self,
+        tenant: &str,
+        subject_ref: &str,
+        holder: Uuid,
+        ttl_ms: u64,
+    ) -> Result<bool, StorageError> {
+        let subject = subject_hash(tenant, subject_ref);
+        let path = Object::SubjectLock(tenant, &subject).path();
+        let record = LockRecord {
+            holder,
+            until_ms: now_ms().saturating_add(ttl_ms),
+        };
+        if self.put_json(&path, &record, true).await? {
+            return Ok(true);
+        }
+        match self.get_json::<LockRecord>(&path).await? {
+            Some(held) if held.holder != holder && held.until_ms > now_ms() => Ok(false),
+            _ => {
+                self.put_json(&path, &record, false).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Release the subject's lock. Idempotent.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn unlock_subject(
+        &self,
+        tenant: &str,
+        subject_ref: &str,
+    ) -> Result<(), StorageError> {
+        let subject = subject_hash(tenant, subject_ref);
+        match self
+            .store
+            .delete(&Object::SubjectLock(tenant, &subject).path())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claim scheduled job `job`'s run for `period` (create-only): of all workers, exactly one
+    /// gets `true`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn claim_lease(
+        &self,
+        job: &str,
+        period: u64,
+        holder: Uuid,
+    ) -> Result<bool, StorageError> {
+        let record = LockRecord {
+            holder,
+            until_ms: now_ms(),
+        };
+        self.put_json(&Object::Lease(job, period).path(), &record, true)
+            .await
+    }
+
+    /// Every asset of every tenant, as `(tenant, asset)`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn all_assets(&self) -> Result<Vec<(String, Uuid)>, StorageError> {
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&Object::AllTenantAssets.path()))
+            .try_collect()
+            .await?;
+        let mut all: Vec<(String, Uuid)> = metas
+            .iter()
+            .filter_map(|m| {
+                let mut parts = m.location.parts();
+                let (_, _, tenant, asset) =
+                    (parts.next(), parts.next(), parts.next()?, parts.next()?);
+                Some((
+                    tenant.as_ref().to_owned(),
+                    Uuid::parse_str(asset.as_ref()).ok()?,
+                ))
+            })
+            .collect();
+        all.sort();
+        Ok(all)
     }
 }
 

@@ -97,6 +97,26 @@ impl AssetJobs {
         }
     }
 
+    /// Store the derivative encrypted; if the asset was erased while it was written (the key
+    /// was read before the shred), delete it again: an erased asset keeps no blob.
+    async fn put_derivative(
+        &self,
+        log: &AssetLog,
+        bytes: std::io::Cursor<Vec<u8>>,
+    ) -> Result<asepsis_store::BlobInfo, Stop> {
+        let info = self
+            .storage
+            .put_blob(log.asset, BlobRole::Derivative, bytes)
+            .await?;
+        if self.storage.is_erased(log.asset).await? {
+            self.storage
+                .delete_blob(log.asset, BlobRole::Derivative)
+                .await?;
+            return Err(Stop::Erased);
+        }
+        Ok(info)
+    }
+
     /// The input is bad: record `rejected` with the reason, then ack.
     async fn reject(&self, log: &mut AssetLog, reason: String) -> Result<Outcome, Stop> {
         let what = EventKind::Rejected {
@@ -153,6 +173,24 @@ impl AssetJobs {
                 .reject(&mut log, "consent record is missing".into())
                 .await;
         };
+        if consent.erased_at.is_some() {
+            // Uploaded while its subject was being erased: erase it too.
+            log.erase(&self.storage, &self.signer).await?;
+            tracing::info!("asset erased with its subject; not processed");
+            return Ok(Outcome::Done);
+        }
+        if consent.restricted_at.is_some() {
+            let frozen = log
+                .append_if(&self.storage, &self.signer, EventKind::Restricted, |l| {
+                    matches!(
+                        l.state(),
+                        Some(AssetState::Received | AssetState::Processing)
+                    )
+                })
+                .await?;
+            tracing::info!(frozen, "subject restricted: not processed until lifted");
+            return Ok(Outcome::Done);
+        }
         if !log.has(EventName::Verdict) {
             let original = match self.original(&log).await? {
                 Original::Bytes(bytes) => bytes,
@@ -225,10 +263,7 @@ impl AssetJobs {
         }
         if !log.has(EventName::Encrypted) {
             let derivative = std::io::Cursor::new(stripped.bytes);
-            let info = self
-                .storage
-                .put_blob(log.asset, BlobRole::Derivative, derivative)
-                .await?;
+            let info = self.put_derivative(log, derivative).await?;
             let kek = self.storage.current_kek();
             let what = EventKind::Encrypted {
                 role: BlobRole::Derivative,
@@ -248,9 +283,7 @@ impl AssetJobs {
             if let Some(redacted) = redaction.derivative {
                 let size_bytes = redacted.bytes.len() as u64;
                 let derivative = std::io::Cursor::new(redacted.bytes);
-                self.storage
-                    .put_blob(log.asset, BlobRole::Derivative, derivative)
-                    .await?;
+                self.put_derivative(log, derivative).await?;
                 let what = EventKind::Redacted {
                     faces: redacted.faces_hidden,
                     format: redacted.format,

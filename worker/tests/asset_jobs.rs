@@ -55,12 +55,11 @@ fn jobs(dir: &Path) -> (AssetJobs, Arc<InProcess>) {
 
 async fn consent(jobs: &AssetJobs, scope: Scope) -> Uuid {
     let now = time::OffsetDateTime::now_utc();
-    let consent = Consent {
-        id: Uuid::new_v4(),
-        tenant: "clinic".into(),
-        recorded_at: now,
-        withdrawn_at: None,
-        terms: Terms {
+    let consent = Consent::new(
+        Uuid::new_v4(),
+        "clinic".into(),
+        now,
+        Terms {
             subject_ref: "s-1".into(),
             obtained_by: "dr".into(),
             obtained_at: now,
@@ -73,7 +72,7 @@ async fn consent(jobs: &AssetJobs, scope: Scope) -> Uuid {
             minor: false,
             guardian: None,
         },
-    };
+    );
     jobs.storage.put_consent(&consent).await.unwrap();
     consent.id
 }

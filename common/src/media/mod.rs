@@ -63,6 +63,19 @@ impl Format {
         }
     }
 
+    /// The usual file-name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Tiff => "tif",
+            Format::Heif => "heic",
+            Format::Avif => "avif",
+            Format::Dicom => "dcm",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Jpeg => "image/jpeg",
