@@ -11,6 +11,7 @@ mod crash;
 mod publish;
 mod refusals;
 mod review;
+mod rights;
 mod support;
 mod withdrawal;
 
@@ -62,6 +63,7 @@ async fn whole_service(kind: Kind) {
     withdrawal::withdrawal_unpublishes_at_once(&c, &identifiable, &gps_photo).await;
     refusals::refusals_name_the_problem(&c, &deidentified, &held).await;
     crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
+    rights::a_subjects_rights_work_end_to_end(&c).await;
 
     // Every privileged action is in the signed audit log, with ids only.
     let (status, audit) = c.d.get_json(&c.officer, "/v1/audit").await;
@@ -72,7 +74,16 @@ async fn whole_service(kind: Kind) {
         .iter()
         .filter_map(|e| e["entry"]["record"]["action"].as_str())
         .collect();
-    for action in ["keys-create", "review", "consent-withdraw"] {
+    for action in [
+        "keys-create",
+        "review",
+        "consent-withdraw",
+        "subject-restrict",
+        "subject-unrestrict",
+        "consent-rectify",
+        "subject-export",
+        "subject-erase",
+    ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
     assert!(!audit.to_string().contains(&c.canary), "{audit}");

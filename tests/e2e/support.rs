@@ -399,6 +399,23 @@ impl Deployment {
         (status, headers, res.bytes().await.unwrap().to_vec())
     }
 
+    /// Every object key the deployment's store holds, read from the store itself.
+    pub async fn store_keys(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let store: Box<dyn ObjectStore> = match self.kind {
+            Kind::Embedded => Box::new(
+                object_store::local::LocalFileSystem::new_with_prefix(
+                    self.data.path().join("store"),
+                )
+                .unwrap(),
+            ),
+            Kind::RabbitS3 => Box::new(s3_store(&self.bucket)),
+        };
+        let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+        all.into_iter().map(|m| m.location.to_string()).collect()
+    }
+
     pub async fn clean_up(self) {
         drop(self.http);
         drop(self.worker);
