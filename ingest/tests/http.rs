@@ -93,6 +93,12 @@ async fn openapi_lists_every_route() {
         "/media/{id}",
         "/v1/audit",
         "/v1/stats",
+        "/v1/subjects/{ref}/erase",
+        "/v1/subjects/{ref}/restrict",
+        "/v1/subjects/{ref}/unrestrict",
+        "/v1/subjects/{ref}/object",
+        "/v1/subjects/{ref}/export",
+        "/v1/subjects/{ref}/disclosures",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -176,6 +182,7 @@ async fn consent(state: &AppState, expired: bool) -> uuid::Uuid {
             guardian: None,
         },
     );
+    state.storage.index_subject_consent(&consent).await.unwrap();
     state.storage.put_consent(&consent).await.unwrap();
     consent.id
 }
@@ -356,5 +363,131 @@ async fn stats_count_the_tenant_s_assets_and_hide_small_cells() {
     assert_eq!(stats["suppressed_cells"], 2, "{stats}");
     let uploader = key(&state, Role::Uploader).await;
     let (status, _) = get_with_key(app, &uploader, "/v1/stats").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+async fn send(
+    app: Router,
+    method: &str,
+    key: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn rights_routes_are_the_privacy_officer_s_and_name_what_is_wrong() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let routes = [
+        ("POST", "/v1/subjects/s/erase", ""),
+        ("POST", "/v1/subjects/s/restrict", ""),
+        ("POST", "/v1/subjects/s/unrestrict", ""),
+        (
+            "POST",
+            "/v1/subjects/s/object",
+            r#"{"purposes": ["teaching"]}"#,
+        ),
+        ("POST", "/v1/subjects/s/export", ""),
+        ("GET", "/v1/subjects/s/disclosures", ""),
+    ];
+    for role in [Role::Uploader, Role::Reviewer, Role::Operator] {
+        let other = key(&state, role).await;
+        for (method, path, body) in routes {
+            let (status, text) = send(app.clone(), method, &other, path, body).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {text}");
+            assert!(text.contains("privacy-officer"), "{text}");
+        }
+    }
+    let officer = key(&state, Role::PrivacyOfficer).await;
+    // A subject with nothing: answered, nothing changed.
+    let (status, text) = send(
+        app.clone(),
+        "POST",
+        &officer,
+        "/v1/subjects/nobody/erase",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("\"changed\":false"), "{text}");
+    // Unknown purpose, malformed body, malformed reference.
+    consent(&state, false).await;
+    let cases = [
+        (
+            r#"{"purposes": ["marketing"]}"#,
+            "purposes[0]: unknown purpose",
+        ),
+        (r#"{"purposes": []}"#, "name at least one purpose"),
+        (r#"{"purpose": ["teaching"]}"#, "unknown field"),
+    ];
+    for (body, said) in cases {
+        let (status, text) =
+            send(app.clone(), "POST", &officer, "/v1/subjects/s/object", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert!(text.contains(said), "{said} in {text}");
+    }
+    let (status, _) = send(app.clone(), "POST", &officer, "/v1/subjects/%0A/erase", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A request while another holds the subject: 409.
+    let busy = state
+        .storage
+        .lock_subject("clinic", "s", uuid::Uuid::new_v4(), 60_000)
+        .await
+        .unwrap();
+    assert!(busy);
+    let (status, text) = send(app.clone(), "POST", &officer, "/v1/subjects/s/restrict", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    state.storage.unlock_subject("clinic", "s").await.unwrap();
+    let (status, text) = send(app.clone(), "POST", &officer, "/v1/subjects/s/restrict", "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+#[tokio::test]
+async fn rectification_versions_the_consent_and_names_a_bad_field() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let id = consent(&state, false).await;
+    let uploader = key(&state, Role::Uploader).await;
+    let path = format!("/v1/consents/{id}");
+    let (status, text) = send(
+        app.clone(),
+        "PATCH",
+        &uploader,
+        &path,
+        r#"{"scope": "public"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("scope: unknown variant"), "{text}");
+    let body = r#"{"purposes": ["teaching", "research"]}"#;
+    let (status, text) = send(app.clone(), "PATCH", &uploader, &path, body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, text) = get_with_key(app.clone(), &uploader, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(record["version"], 2);
+    assert_eq!(
+        record["history"][0]["terms"]["purposes"],
+        serde_json::json!(["teaching"])
+    );
+    assert_eq!(record["history"][0]["replaced_by"], "rectification");
+    let reviewer = key(&state, Role::Reviewer).await;
+    let (status, _) = send(app, "PATCH", &reviewer, &path, body).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
