@@ -222,10 +222,8 @@ impl Terms {
         if self.obtained_at > now + SKEW {
             return Err(field("obtained_at", "is in the future"));
         }
-        if let Some(expires) = self.expires_at {
-            if expires <= self.obtained_at {
-                return Err(field("expires_at", "must be after obtained_at"));
-            }
+        if self.expires_at.is_some_and(|e| e <= self.obtained_at) {
+            return Err(field("expires_at", "must be after obtained_at"));
         }
         match (&self.guardian, self.minor) {
             (None, true) => Err(field(

@@ -114,10 +114,10 @@ impl Desk {
         rights::check_ref(subject_ref).map_err(RightsError::Invalid)?;
         let mut out = Vec::new();
         for id in self.storage.subject_consents(tenant, subject_ref).await? {
-            if let Some(c) = self.storage.consent(id).await? {
-                if c.tenant == tenant {
-                    out.push(c);
-                }
+            if let Some(c) = self.storage.consent(id).await?
+                && c.tenant == tenant
+            {
+                out.push(c);
             }
         }
         Ok(out)
