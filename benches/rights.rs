@@ -59,7 +59,7 @@ async fn main() {
     let desk = Desk {
         storage: storage.clone(),
         signer: signer.clone(),
-        queue,
+        queue: Some(queue),
         lock_ttl: Duration::from_secs(600),
     };
     let now = time::OffsetDateTime::now_utc();

@@ -107,7 +107,7 @@ async fn serve(
     let desk = asepsis_rights::Desk {
         storage: storage.clone(),
         signer: signer.clone(),
-        queue: queue.clone(),
+        queue: Some(queue.clone()),
         lock_ttl: settings.rights.lock_ttl(),
     };
     let retention_task = services.worker().then(|| {

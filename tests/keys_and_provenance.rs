@@ -124,3 +124,69 @@ async fn rotate_kek_rewraps_and_verify_finds_the_first_broken_link() {
     assert_eq!(broken.status.code(), Some(1), "{broken:?}");
     assert!(stdout(&broken).contains("(seq 0)"), "{}", stdout(&broken));
 }
+
+#[test]
+fn rights_commands_act_on_the_host_and_are_audited_as_the_host_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // A subject with nothing: the request is answered, changes nothing, and is audited.
+    let out = asepsis(
+        data,
+        &["rights", "erase", "--tenant", "clinic", "patient-1"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            answer["changed"].as_bool(),
+            answer["assets_erased"].as_u64()
+        ),
+        (Some(false), Some(0))
+    );
+    let receipt = answer["receipt"].as_str().unwrap().to_owned();
+    let out = asepsis(
+        data,
+        &["rights", "restrict", "--tenant", "clinic", "patient-1"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let zip = data.join("export.zip");
+    let out = asepsis(
+        data,
+        &[
+            "rights",
+            "export",
+            "--tenant",
+            "clinic",
+            "patient-1",
+            "-o",
+            zip.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read(&zip).unwrap().starts_with(b"PK"));
+    let out = asepsis(
+        data,
+        &[
+            "rights",
+            "purge",
+            "--dry-run",
+            "--as-of",
+            "2030-01-01T00:00:00Z",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = asepsis(
+        data,
+        &["rights", "purge", "--as-of", "2030-01-01T00:00:00Z"],
+    );
+    assert!(!out.status.success(), "--as-of needs --dry-run");
+    let audit = stdout(&asepsis(data, &["ctl", "audit"]));
+    assert!(audit.contains(&receipt), "{audit}");
+    for action in ["subject-erase", "subject-restrict", "subject-export"] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+    assert!(
+        audit.contains("host:") && !audit.contains("patient-1"),
+        "{audit}"
+    );
+}

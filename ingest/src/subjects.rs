@@ -36,6 +36,7 @@ impl From<RightsError> for ApiError {
             RightsError::NotFound => ApiError::NotFound,
             RightsError::Store(e) => e.into(),
             RightsError::Queue(e) => ApiError::Unavailable(format!("queue unavailable: {e}")),
+            RightsError::NoQueue => ApiError::Unavailable(e.to_string()),
             e => ApiError::internal(e),
         }
     }

@@ -32,7 +32,7 @@ fn state(dir: &std::path::Path) -> AppState {
     let desk = asepsis_rights::Desk {
         storage: storage.clone(),
         signer: signer.clone(),
-        queue: queue.clone(),
+        queue: Some(queue.clone()),
         lock_ttl: Duration::from_secs(60),
     };
     AppState {
@@ -260,15 +260,7 @@ async fn uploads_are_refused_with_a_reason_and_leave_nothing_behind() {
 }
 
 async fn get_with_key(app: Router, key: &str, path: &str) -> (StatusCode, String) {
-    let req = Request::builder()
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"))
-        .body(Body::empty())
-        .unwrap();
-    let res = app.oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    send(app, "GET", key, path, "").await
 }
 
 #[tokio::test]

@@ -49,6 +49,9 @@ pub enum RightsError {
     Store(#[from] StorageError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Lifting a restriction queues work again, and no queue was given.
+    #[error("lifting a restriction needs the queue (start the service once, or pass --data)")]
+    NoQueue,
     /// The export bundle could not be written (the client went away, say).
     #[error("export: {0}")]
     Export(String),
@@ -97,8 +100,9 @@ pub struct Revision {
 pub struct Desk {
     pub storage: Storage,
     pub signer: Arc<Signer>,
-    /// Where released assets are queued again.
-    pub queue: Arc<dyn Queue>,
+    /// Where released assets are queued again; `None` (a host command before the service
+    /// ever ran) refuses to lift a restriction.
+    pub queue: Option<Arc<dyn Queue>>,
     /// How long a request holds its subject's lock before another may take it over (a
     /// request whose process died).
     pub lock_ttl: Duration,
@@ -237,6 +241,11 @@ impl Desk {
         } else {
             AuditAction::SubjectUnrestrict
         };
+        let queue = match (&self.queue, restrict) {
+            (Some(queue), _) => Some(queue),
+            (None, true) => None,
+            (None, false) => return Err(RightsError::NoQueue),
+        };
         self.locked(actor, subject_ref, action, |receipt| async move {
             let consents = self.consents(&actor.tenant, subject_ref).await?;
             let mut targets = Vec::new();
@@ -273,8 +282,8 @@ impl Desk {
                         log.state(),
                         Some(AssetState::Received | AssetState::Processing)
                     );
-                    if !restrict && pending {
-                        self.queue.publish(&Job::new(asset).to_bytes()).await?;
+                    if let (false, true, Some(queue)) = (restrict, pending, queue) {
+                        queue.publish(&Job::new(asset).to_bytes()).await?;
                         requeued += 1;
                     }
                 }

@@ -66,7 +66,7 @@ impl World {
         let desk = Desk {
             storage: Storage::new(Arc::new(store), Arc::new(keyring)),
             signer: Arc::new(Signer::generate().unwrap()),
-            queue: queue.clone(),
+            queue: Some(queue.clone()),
             lock_ttl: Duration::from_secs(60),
         };
         let officer = Actor {

@@ -93,7 +93,12 @@ pub async fn run(settings: Settings, command: Rights) -> anyhow::Result<ExitCode
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (queue, _) = asepsis::open_queue(&settings, false).await?;
+    // Only lifting a restriction needs the queue (to queue released work again).
+    let queue = match asepsis::open_queue(&settings, false).await {
+        Ok((queue, _)) => Some(queue),
+        Err(e) if matches!(command, Rights::Unrestrict(_)) => return Err(e),
+        Err(_) => None,
+    };
     let desk = Desk {
         storage,
         signer,

@@ -14,6 +14,11 @@ async fn post(c: &Ctx, key: &str, path: &str, body: Value) -> Value {
     body
 }
 
+async fn approve(c: &Ctx, asset: &str) {
+    let path = format!("/v1/assets/{asset}/review");
+    post(c, &c.reviewer, &path, json!({"decision": "approve"})).await;
+}
+
 pub async fn a_subjects_rights_work_end_to_end(c: &Ctx) {
     let Ctx {
         d,
@@ -52,14 +57,7 @@ pub async fn a_subjects_rights_work_end_to_end(c: &Ctx) {
         .await;
     let settled = d.settled(uploader, &asset).await;
     if settled["state"] == "held" {
-        let (status, body) = d
-            .post_json(
-                &c.reviewer,
-                &format!("/v1/assets/{asset}/review"),
-                json!({"decision": "approve"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        approve(c, &asset).await;
     }
     assert_eq!(d.media(&asset, None).await.0, StatusCode::OK);
 
@@ -158,14 +156,7 @@ pub async fn a_subjects_rights_work_end_to_end(c: &Ctx) {
     );
     assert_eq!(d.media(&asset, None).await.0, StatusCode::NOT_FOUND);
     // A reviewer decides again: published once more.
-    let (status, body) = d
-        .post_json(
-            &c.reviewer,
-            &format!("/v1/assets/{asset}/review"),
-            json!({"decision": "approve"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    approve(c, &asset).await;
     assert_eq!(d.media(&asset, None).await.0, StatusCode::OK);
 
     // Export: a ZIP that Python's zipfile reads, every file matching the manifest's hash.
