@@ -336,7 +336,7 @@ impl Consent {
         let terms: Terms = serde_path_to_error::deserialize(merged).map_err(|e| {
             let path = e.path().to_string();
             let name = if path == "." { "body".to_owned() } else { path };
-            field(name, e.into_inner().to_string())
+            field(name, without_value(&e.into_inner().to_string()))
         })?;
         if terms.subject_ref != self.terms.subject_ref {
             return Err(field(
@@ -384,6 +384,20 @@ fn scrub(terms: &mut Terms) {
     if let Some(g) = &mut terms.guardian {
         ERASED.clone_into(&mut g.name_ref);
         ERASED.clone_into(&mut g.relationship);
+    }
+}
+
+/// A deserializer's complaint without the value it quotes (`invalid type: string "…"`,
+/// `unknown variant `…``): what is wrong and what is expected, never what was sent.
+fn without_value(problem: &str) -> String {
+    if problem.starts_with("unknown field") || problem.starts_with("missing field") {
+        // These quote the client's key or ours, not a value.
+        return problem.to_owned();
+    }
+    let kind = problem.split([':', '`', '"']).next().unwrap_or("").trim();
+    match problem.find("expected") {
+        Some(at) => format!("{kind}; {}", &problem[at..]),
+        None => "not a valid value".to_owned(),
     }
 }
 
@@ -510,7 +524,8 @@ mod tests {
         assert_eq!(c.history[0].terms, terms());
         assert_eq!(c.check_for_publication(NOW), Err(Unusable::Expired));
         for (patch, named) in [
-            (serde_json::json!({"scope": "public"}), "scope"),
+            (serde_json::json!({"scope": "public-SECRET"}), "scope"),
+            (serde_json::json!({"minor": "SECRET"}), "minor"),
             (serde_json::json!({"colour": "red"}), "colour"),
             (
                 serde_json::json!({"subject_ref": "someone-else"}),
@@ -522,6 +537,7 @@ mod tests {
         ] {
             let err = c.rectified(&patch, NOW).unwrap_err();
             assert_eq!(err.field, named, "{err}");
+            assert!(!err.to_string().contains("SECRET"), "{err}");
         }
     }
 

@@ -47,6 +47,28 @@ pub fn check_objection(purposes: &[String], known: &[String]) -> Result<(), Stri
     }
 }
 
+/// May an asset published under an earlier version of its consent stay published under one
+/// that now allows de-identified use only? Only if its derivative's last face scan found no
+/// face (what the pipeline requires before publishing under such a consent); otherwise it
+/// goes back to a reviewer.
+///
+/// # Errors
+/// Why not (no PHI).
+pub fn fits_deidentified(events: &[SignedEvent]) -> Result<(), String> {
+    let last_scan = events.iter().rev().find_map(|e| match &e.event.what {
+        crate::provenance::EventKind::Scanned { verdict, .. } => Some(*verdict),
+        _ => None,
+    });
+    match last_scan {
+        Some(crate::faces::Verdict::None) => Ok(()),
+        _ => Err(
+            "the consent now allows de-identified use only, and the published image \
+                  was not found free of faces"
+                .into(),
+        ),
+    }
+}
+
 /// Who received a disclosure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -182,6 +204,26 @@ mod tests {
             out.push(next);
         }
         out
+    }
+
+    #[test]
+    fn only_a_face_free_derivative_stays_published_under_a_de_identified_consent() {
+        use crate::faces::Verdict;
+        let scanned = |verdict| EventKind::Scanned {
+            verdict,
+            faces: 0,
+            scores_milli: vec![],
+            model_sha256: "m".into(),
+        };
+        assert!(fits_deidentified(&log(&[(1, scanned(Verdict::None))])).is_ok());
+        for verdict in [
+            Verdict::Identifiable,
+            Verdict::Uncertain,
+            Verdict::NotScanned,
+        ] {
+            assert!(fits_deidentified(&log(&[(1, scanned(verdict))])).is_err());
+        }
+        assert!(fits_deidentified(&log(&[(1, EventKind::Published)])).is_err());
     }
 
     #[test]

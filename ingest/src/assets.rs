@@ -335,10 +335,8 @@ pub async fn upload(
     if consent.restricted_at.is_some() {
         // Accepted and frozen with the rest of its subject's data until the restriction is
         // lifted (which queues it again).
-        log.append_if(&state.storage, &state.signer, EventKind::Restricted, |l| {
-            l.state() == Some(AssetState::Received)
-        })
-        .await?;
+        log.freeze(&state.storage, &state.signer, consent.id)
+            .await?;
     }
     enqueue(&state, asset).await?;
     tracing::info!(

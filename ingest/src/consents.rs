@@ -1,12 +1,10 @@
-//! `/v1/consents`: record a consent, read it back, withdraw it. Withdrawal cascades at once:
-//! each asset under the consent gets a `withdrawn` event, its derivative is deleted and its
-//! data key shredded, so `/media` stops serving it before this call returns.
+//! `/v1/consents`: record a consent, read it back, withdraw it. Withdrawal (carried out by the
+//! rights desk, under the subject's lock) cascades at once: each asset under the consent gets
+//! a `withdrawn` event, its derivative is deleted and its data key shredded, so `/media` stops
+//! serving it before this call returns.
 
 use asepsis_common::apikey::Role;
-use asepsis_common::audit::AuditAction;
 use asepsis_common::consent::{Consent, Terms};
-use asepsis_common::envelope::BlobRole;
-use asepsis_common::provenance::{AssetState, EventKind};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -107,39 +105,12 @@ pub async fn withdraw(
     Path(id): Path<String>,
 ) -> Result<Json<Withdrawal>, ApiError> {
     caller.require(WRITERS)?;
-    let mut consent = load(&state, &caller, parse_id(&id)?).await?;
-    let withdrawn_at = *consent
-        .withdrawn_at
-        .get_or_insert_with(OffsetDateTime::now_utc);
-    // First the record: from here on /media refuses every asset under it.
-    state.storage.put_consent(&consent).await?;
-    let mut withdrawn = 0;
-    let mut targets = vec![consent.id.to_string()];
-    for asset in state.storage.consent_assets(consent.id).await? {
-        let events = state.storage.events(asset).await?;
-        let done = matches!(
-            asepsis_common::provenance::fold(&events),
-            Some(AssetState::Withdrawn | AssetState::Erased) | None
-        );
-        if !done {
-            let what = EventKind::Withdrawn {
-                consent_id: consent.id,
-            };
-            state
-                .storage
-                .append_event(asset, &state.signer, what)
-                .await?;
-            withdrawn += 1;
-            targets.push(asset.to_string());
-        }
-        state
-            .storage
-            .delete_blob(asset, BlobRole::Derivative)
-            .await?;
-        state.storage.shred(asset).await?;
-    }
-    crate::audit::record(&state, &caller, AuditAction::ConsentWithdraw, targets).await?;
-    tracing::info!(consent.id = %consent.id, assets = withdrawn, "consent withdrawn");
+    let actor = asepsis_rights::Actor {
+        id: caller.key_id.clone(),
+        tenant: caller.tenant.clone(),
+    };
+    let (consent, withdrawn) = state.desk.withdraw(&actor, parse_id(&id)?).await?;
+    let withdrawn_at = consent.withdrawn_at.unwrap_or_else(OffsetDateTime::now_utc);
     Ok(Json(Withdrawal {
         id: consent.id,
         withdrawn_at: withdrawn_at

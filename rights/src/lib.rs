@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asepsis_common::audit::{AuditAction, AuditRecord};
-use asepsis_common::consent::{Change, Consent};
+use asepsis_common::consent::{Change, Consent, Scope};
 use asepsis_common::job::Job;
 use asepsis_common::provenance::{AssetState, EventKind, Signer};
 use asepsis_common::rights::{self, AssetRecord, Disclosure, ExportRecord};
@@ -205,8 +205,10 @@ impl Desk {
                     let mut log = AssetLog::load(&self.storage, asset).await?;
                     if log.erase(&self.storage, &self.signer).await? {
                         assets_erased += 1;
-                        targets.push(asset.to_string());
                     }
+                    // Every asset, erased now or before: a request cut short and repeated
+                    // still leaves each one in the audit log.
+                    targets.push(asset.to_string());
                 }
             }
             tracing::info!(receipt = %receipt, assets = assets_erased, consents = consents_erased, "subject erased");
@@ -339,7 +341,7 @@ impl Desk {
                     revised += 1;
                     targets.push(consent.id.to_string());
                 }
-                unpublished += self.unpublish_refused(&consent, &mut targets).await?;
+                unpublished += self.unpublish_refused(&consent, false, &mut targets).await?;
             }
             tracing::info!(receipt = %receipt, consents = revised, assets = unpublished, "objection recorded");
             Ok((
@@ -387,16 +389,25 @@ impl Desk {
                 .consent(consent_id)
                 .await?
                 .ok_or(RightsError::NotFound)?;
+            if consent.erased_at.is_some() {
+                return Err(RightsError::Invalid(
+                    "the consent was erased; it can no longer be corrected".into(),
+                ));
+            }
             let terms = consent
                 .rectified(patch, now())
                 .map_err(|e| RightsError::Invalid(e.to_string()))?;
             let mut targets = vec![consent.id.to_string()];
             let revised = terms != consent.terms;
+            let narrowed = consent.terms.scope != Scope::Deidentified
+                && terms.scope == Scope::Deidentified;
             if revised {
                 consent.revise(terms, Change::Rectification, now());
                 self.storage.put_consent(&consent).await?;
             }
-            let unpublished = self.unpublish_refused(&consent, &mut targets).await?;
+            let unpublished = self
+                .unpublish_refused(&consent, narrowed, &mut targets)
+                .await?;
             tracing::info!(receipt = %receipt, consent.id = %consent.id, assets = unpublished, "consent rectified");
             let revision = Revision {
                 receipt,
@@ -409,24 +420,99 @@ impl Desk {
         .await
     }
 
-    /// Unpublish every published asset under `consent` if the consent no longer allows
-    /// publication; the number unpublished.
+    /// Withdraw a consent: the record first (from then on `/media` refuses every asset under
+    /// it), then each asset gets a `withdrawn` event, its derivative is deleted and its data
+    /// key shredded. Returns the record and the number of assets withdrawn by this call.
+    ///
+    /// # Errors
+    /// [`RightsError::NotFound`] for another tenant's or an unknown consent; as
+    /// [`Desk::erase`].
+    pub async fn withdraw(
+        &self,
+        actor: &Actor,
+        consent_id: Uuid,
+    ) -> Result<(Consent, usize), RightsError> {
+        let consent = self
+            .storage
+            .consent(consent_id)
+            .await?
+            .filter(|c| c.tenant == actor.tenant)
+            .ok_or(RightsError::NotFound)?;
+        let subject_ref = consent.terms.subject_ref.clone();
+        self.locked(
+            actor,
+            &subject_ref,
+            AuditAction::ConsentWithdraw,
+            |_| async move {
+                // Read again under the lock (an erasure may have scrubbed it meanwhile).
+                let mut consent = self
+                    .storage
+                    .consent(consent_id)
+                    .await?
+                    .ok_or(RightsError::NotFound)?;
+                if consent.withdrawn_at.is_none() {
+                    consent.withdrawn_at = Some(now());
+                    self.storage.put_consent(&consent).await?;
+                }
+                let mut targets = vec![consent.id.to_string()];
+                let what = EventKind::Withdrawn {
+                    consent_id: consent.id,
+                };
+                let mut withdrawn = 0;
+                for asset in self.storage.consent_assets(consent.id).await? {
+                    let mut log = AssetLog::load(&self.storage, asset).await?;
+                    if log
+                        .append_if(&self.storage, &self.signer, what.clone(), |l| {
+                            !matches!(
+                                l.state(),
+                                None | Some(AssetState::Withdrawn | AssetState::Erased)
+                            )
+                        })
+                        .await?
+                    {
+                        withdrawn += 1;
+                        targets.push(asset.to_string());
+                    }
+                    self.storage
+                        .delete_blob(asset, asepsis_common::envelope::BlobRole::Derivative)
+                        .await?;
+                    self.storage.shred(asset).await?;
+                }
+                tracing::info!(consent.id = %consent.id, assets = withdrawn, "consent withdrawn");
+                Ok(((consent, withdrawn), targets))
+            },
+        )
+        .await
+    }
+
+    /// Unpublish every published asset under `consent` that the consent no longer allows:
+    /// all of them when it refuses publication, and, when it was `narrowed_to_deidentified`,
+    /// each whose derivative was not found free of faces. The number unpublished.
     async fn unpublish_refused(
         &self,
         consent: &Consent,
+        narrowed_to_deidentified: bool,
         targets: &mut Vec<String>,
     ) -> Result<usize, RightsError> {
-        let Err(why) = consent.check_for_publication(now()) else {
+        let refused = consent.check_for_publication(now()).err();
+        if refused.is_none() && !narrowed_to_deidentified {
             return Ok(0);
-        };
-        let what = EventKind::Unpublished {
-            reason: format!("consent no longer allows publication: {why}"),
-        };
+        }
         let mut unpublished = 0;
         for asset in self.storage.consent_assets(consent.id).await? {
             let mut log = AssetLog::load(&self.storage, asset).await?;
+            let why = match refused {
+                Some(why) => why.to_string(),
+                None => match rights::fits_deidentified(&log.events) {
+                    Ok(()) => continue,
+                    Err(why) => why,
+                },
+            };
+            let what = EventKind::Unpublished {
+                reason: format!("consent no longer allows publication: {why}"),
+            };
             if log
-                .append_if(&self.storage, &self.signer, what.clone(), |l| {
+                .append_if(&self.storage, &self.signer, what, |l| {
                     l.state() == Some(AssetState::Published)
                 })
                 .await?

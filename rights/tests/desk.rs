@@ -427,6 +427,28 @@ async fn objection_and_a_narrowing_rectification_unpublish_and_a_widening_does_n
 }
 
 #[tokio::test]
+async fn narrowing_to_de_identified_unpublishes_a_face_but_not_a_face_free_photo() {
+    let w = World::new();
+    let consent = w.consent("subj-narrow", &["education"]).await;
+    let (face_free, _) = published(&w, consent).await;
+    let faces = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/faces/fr-obama2.jpg"),
+    )
+    .unwrap();
+    let face = w.receive(&faces, consent).await;
+    assert_eq!(
+        w.jobs(yunet()).handle(Job::new(face), 1).await,
+        Outcome::Done
+    );
+    assert_eq!(w.state(face).await, Some(AssetState::Published));
+    let patch = serde_json::json!({"scope": "deidentified"});
+    let (_, outcome) = w.desk.rectify(&w.officer, consent, &patch).await.unwrap();
+    assert_eq!(outcome.assets_unpublished, 1);
+    assert_eq!(w.state(face).await, Some(AssetState::Held));
+    assert_eq!(w.state(face_free).await, Some(AssetState::Published));
+}
+
+#[tokio::test]
 async fn the_export_lists_every_file_with_its_hash_and_is_a_disclosure() {
     let w = World::new();
     let consent = w.consent("subj-export", &["education"]).await;

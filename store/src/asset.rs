@@ -198,6 +198,38 @@ impl AssetLog {
         Ok(erased)
     }
 
+    /// Freeze an asset that is waiting to be processed because its consent is restricted,
+    /// then read the consent again: if the restriction was lifted meanwhile (and the lift
+    /// did not see this asset), release it at once. `true` while it stays frozen.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn freeze(
+        &mut self,
+        storage: &Storage,
+        signer: &Signer,
+        consent_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        self.append_if(storage, signer, EventKind::Restricted, |l| {
+            matches!(
+                l.state(),
+                Some(AssetState::Received | AssetState::Processing)
+            )
+        })
+        .await?;
+        let restricted = storage
+            .consent(consent_id)
+            .await?
+            .is_some_and(|c| c.restricted_at.is_some());
+        if !restricted {
+            self.append_if(storage, signer, EventKind::Unrestricted, |l| {
+                l.state() == Some(AssetState::Restricted)
+            })
+            .await?;
+        }
+        Ok(restricted)
+    }
+
     /// The notification that announces where the asset now is.
     pub fn notification(&self) -> Option<Notification> {
         let last = self.events.last()?;

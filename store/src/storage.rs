@@ -248,6 +248,12 @@ impl Storage {
             .put_json(&Object::DataKey(asset).path(), &wrapped, true)
             .await?
         {
+            // Shredded between the check above and the key's write: shred again, so an
+            // erased asset never gets a live key.
+            if self.is_erased(asset).await? {
+                self.shred(asset).await?;
+                return Err(StorageError::Erased(asset));
+            }
             Ok(key)
         } else {
             // Another writer created it first: use theirs.

@@ -293,18 +293,36 @@ async fn a_subject_s_lock_refuses_another_holder_until_it_expires_and_a_lease_ha
     for (name, fx) in fixtures() {
         let s = &fx.storage;
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        assert!(s.lock_subject("t", "ref", a, 60_000).await.unwrap(), "{name}");
-        assert!(!s.lock_subject("t", "ref", b, 60_000).await.unwrap(), "{name}");
+        assert!(
+            s.lock_subject("t", "ref", a, 60_000).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.lock_subject("t", "ref", b, 60_000).await.unwrap(),
+            "{name}"
+        );
         // Another subject, or another tenant's subject of the same reference, is free.
-        assert!(s.lock_subject("t", "other", b, 60_000).await.unwrap(), "{name}");
-        assert!(s.lock_subject("u", "ref", b, 60_000).await.unwrap(), "{name}");
+        assert!(
+            s.lock_subject("t", "other", b, 60_000).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.lock_subject("u", "ref", b, 60_000).await.unwrap(),
+            "{name}"
+        );
         s.unlock_subject("t", "ref").await.unwrap();
         assert!(s.lock_subject("t", "ref", b, 0).await.unwrap(), "{name}");
         // b's lock expired at once (its process died, say): a takes it over.
-        assert!(s.lock_subject("t", "ref", a, 60_000).await.unwrap(), "{name}");
+        assert!(
+            s.lock_subject("t", "ref", a, 60_000).await.unwrap(),
+            "{name}"
+        );
         // The reference never appears in a key.
         let keys: Vec<_> = s.object_store().list(None).try_collect().await.unwrap();
-        assert!(keys.iter().all(|m| !m.location.as_ref().contains("ref")), "{name}");
+        assert!(
+            keys.iter().all(|m| !m.location.as_ref().contains("ref")),
+            "{name}"
+        );
         let claims = [
             s.claim_lease("retention", 7, a).await.unwrap(),
             s.claim_lease("retention", 7, b).await.unwrap(),

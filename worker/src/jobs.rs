@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use asepsis_common::consent::Consent;
+use asepsis_common::consent::{Consent, Scope};
 use asepsis_common::envelope::BlobRole;
 use asepsis_common::faces::{Detector, Scan};
 use asepsis_common::job::Job;
@@ -18,6 +18,7 @@ use asepsis_common::media::Limits;
 use asepsis_common::pipeline::{self, Decided, Processed};
 use asepsis_common::policy::Decision;
 use asepsis_common::provenance::{AssetState, EventKind, EventName, Signer};
+use asepsis_common::rights;
 use asepsis_queue::QueueError;
 use asepsis_queue::notify::Notifier;
 use asepsis_store::asset::{Appended, AssetLog, Published};
@@ -175,21 +176,26 @@ impl AssetJobs {
         };
         if consent.erased_at.is_some() {
             // Uploaded while its subject was being erased: erase it too.
-            log.erase(&self.storage, &self.signer).await?;
+            if log.erase(&self.storage, &self.signer).await? {
+                let record = asepsis_common::audit::AuditRecord {
+                    actor: "worker".into(),
+                    tenant: Some(arrival.tenant.clone()),
+                    action: asepsis_common::audit::AuditAction::SubjectErase,
+                    targets: vec![consent.id.to_string(), log.asset.to_string()],
+                };
+                self.storage.append_audit(&self.signer, record).await?;
+            }
             tracing::info!("asset erased with its subject; not processed");
             return Ok(Outcome::Done);
         }
         if consent.restricted_at.is_some() {
-            let frozen = log
-                .append_if(&self.storage, &self.signer, EventKind::Restricted, |l| {
-                    matches!(
-                        l.state(),
-                        Some(AssetState::Received | AssetState::Processing)
-                    )
-                })
-                .await?;
-            tracing::info!(frozen, "subject restricted: not processed until lifted");
-            return Ok(Outcome::Done);
+            if log.freeze(&self.storage, &self.signer, consent.id).await? {
+                tracing::info!("subject restricted: not processed until lifted");
+                return Ok(Outcome::Done);
+            }
+            return Ok(Outcome::Retry(
+                "the restriction was lifted meanwhile".into(),
+            ));
         }
         if !log.has(EventName::Verdict) {
             let original = match self.original(&log).await? {
@@ -206,6 +212,24 @@ impl AssetJobs {
             _ => return Err(Stop::Impossible("no verdict after deciding")),
         };
         if decided == Decision::Publish {
+            // The consent as it is now: it may have been rectified, objected to or restricted
+            // while the pipeline ran.
+            let consent = self
+                .storage
+                .consent(arrival.consent_id)
+                .await?
+                .unwrap_or(consent);
+            if consent.terms.scope == Scope::Deidentified
+                && let Err(why) = rights::fits_deidentified(&log.events)
+            {
+                let what = EventKind::Verdict {
+                    decision: Decision::Hold,
+                    reason: format!("consent changed while processing: {why}"),
+                };
+                self.record(&mut log, what).await?;
+                self.announce(&log).await?;
+                return Ok(Outcome::Done);
+            }
             let now = OffsetDateTime::now_utc();
             match log
                 .publish(&self.storage, &self.signer, &consent, now)

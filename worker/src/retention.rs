@@ -4,7 +4,10 @@
 //! rejects stale held assets, appending a `purged` (or `rejected`) event and an audit entry
 //! per purge. `asepsis rights purge --dry-run` runs the same walk without changing anything.
 //!
-//! Each purge deletes first and records after, so one cut short is finished by the next run.
+//! Each purge is recorded first (only while the log still says it is due, so a restriction
+//! appended meanwhile wins), then carried out. A run killed between the two leaves a recorded
+//! purge's blobs behind (a shredded asset's are undecryptable; a published asset's original
+//! is not): a known gap, in the README.
 //! Logs carry ids, rules and counts only.
 
 use std::sync::Arc;
@@ -89,48 +92,59 @@ impl Retention {
         policy: &retention::Policy,
     ) -> Result<bool, StorageError> {
         let asset = log.asset;
-        let what = match &due.action {
-            Action::DeleteOriginal => {
-                self.storage.delete_blob(asset, BlobRole::Original).await?;
+        let (what, blobs, shred) = match &due.action {
+            Action::DeleteOriginal => (
                 EventKind::Purged {
                     rule: due.rule,
                     blobs: vec![BlobRole::Original],
                     shredded: false,
-                }
-            }
-            Action::DeleteAll => {
-                self.storage.shred(asset).await?;
-                self.storage.delete_blob(asset, BlobRole::Original).await?;
-                self.storage
-                    .delete_blob(asset, BlobRole::Derivative)
-                    .await?;
+                },
+                vec![BlobRole::Original],
+                false,
+            ),
+            Action::DeleteAll => (
                 EventKind::Purged {
                     rule: due.rule,
                     blobs: vec![BlobRole::Original, BlobRole::Derivative],
                     shredded: true,
-                }
-            }
-            Action::Reject(reason) => EventKind::Rejected {
-                reason: reason.clone(),
-            },
+                },
+                vec![BlobRole::Original, BlobRole::Derivative],
+                true,
+            ),
+            Action::Reject(reason) => (
+                EventKind::Rejected {
+                    reason: reason.clone(),
+                },
+                Vec::new(),
+                false,
+            ),
         };
+        // Recorded first, where the log still says it is due: a restriction (or any other
+        // change) appended meanwhile wins, and nothing is deleted.
         let rule = due.rule;
         let appended = log
             .append_if(&self.storage, &self.signer, what, |l| {
                 retention::due(&l.events, now_ms, policy).is_some_and(|d| d.rule == rule)
             })
             .await?;
-        if appended {
-            let record = AuditRecord {
-                actor: ACTOR.into(),
-                tenant: log.arrival().map(|a| a.tenant),
-                action: AuditAction::RetentionPurge,
-                targets: vec![rule.as_str().into(), asset.to_string()],
-            };
-            self.storage.append_audit(&self.signer, record).await?;
-            tracing::info!(asset.id = %asset, rule = rule.as_str(), "purged");
+        if !appended {
+            return Ok(false);
         }
-        Ok(appended)
+        if shred {
+            self.storage.shred(asset).await?;
+        }
+        for role in blobs {
+            self.storage.delete_blob(asset, role).await?;
+        }
+        let record = AuditRecord {
+            actor: ACTOR.into(),
+            tenant: log.arrival().map(|a| a.tenant),
+            action: AuditAction::RetentionPurge,
+            targets: vec![rule.as_str().into(), asset.to_string()],
+        };
+        self.storage.append_audit(&self.signer, record).await?;
+        tracing::info!(asset.id = %asset, rule = rule.as_str(), "purged");
+        Ok(true)
     }
 
     /// Run every `retention.interval_secs` until `shutdown`; each period only the worker that
