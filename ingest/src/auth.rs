@@ -38,6 +38,14 @@ impl Caller {
         )))
     }
 
+    /// The caller as the rights desk knows it: its key id, acting for its tenant.
+    pub fn actor(&self) -> asepsis_rights::Actor {
+        asepsis_rights::Actor {
+            id: self.key_id.clone(),
+            tenant: self.tenant.clone(),
+        }
+    }
+
     /// 404 unless the record belongs to the caller's tenant.
     ///
     /// # Errors

@@ -105,11 +105,7 @@ pub async fn withdraw(
     Path(id): Path<String>,
 ) -> Result<Json<Withdrawal>, ApiError> {
     caller.require(WRITERS)?;
-    let actor = asepsis_rights::Actor {
-        id: caller.key_id.clone(),
-        tenant: caller.tenant.clone(),
-    };
-    let (consent, withdrawn) = state.desk.withdraw(&actor, parse_id(&id)?).await?;
+    let (consent, withdrawn) = state.desk.withdraw(&caller.actor(), parse_id(&id)?).await?;
     let withdrawn_at = consent.withdrawn_at.unwrap_or_else(OffsetDateTime::now_utc);
     Ok(Json(Withdrawal {
         id: consent.id,

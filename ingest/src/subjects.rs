@@ -7,7 +7,7 @@
 use asepsis_common::apikey::Role;
 use asepsis_common::consent::Consent;
 use asepsis_common::rights::Disclosure;
-use asepsis_rights::{Actor, Erasure, Restriction, Revision, RightsError};
+use asepsis_rights::{Erasure, Restriction, Revision, RightsError};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -42,13 +42,6 @@ impl From<RightsError> for ApiError {
     }
 }
 
-fn actor(caller: &Caller) -> Actor {
-    Actor {
-        id: caller.key_id.clone(),
-        tenant: caller.tenant.clone(),
-    }
-}
-
 /// Erase the subject: every asset unpublished at once, its blobs deleted and its key
 /// shredded; the consents scrubbed to tombstones.
 #[utoipa::path(post, path = "/v1/subjects/{ref}/erase", params(("ref" = String, Path, description = "the subject_ref of the tenant's consents")),
@@ -60,7 +53,7 @@ pub async fn erase(
     Path(subject): Path<String>,
 ) -> Result<Json<Erasure>, ApiError> {
     caller.require(OFFICER)?;
-    Ok(Json(state.desk.erase(&actor(&caller), &subject).await?))
+    Ok(Json(state.desk.erase(&caller.actor(), &subject).await?))
 }
 
 /// Restrict the subject: its assets are frozen (not served, not processed, nothing deleted).
@@ -74,7 +67,7 @@ pub async fn restrict(
 ) -> Result<Json<Restriction>, ApiError> {
     caller.require(OFFICER)?;
     Ok(Json(
-        state.desk.restrict(&actor(&caller), &subject, true).await?,
+        state.desk.restrict(&caller.actor(), &subject, true).await?,
     ))
 }
 
@@ -91,7 +84,7 @@ pub async fn unrestrict(
     Ok(Json(
         state
             .desk
-            .restrict(&actor(&caller), &subject, false)
+            .restrict(&caller.actor(), &subject, false)
             .await?,
     ))
 }
@@ -118,7 +111,7 @@ pub async fn object(
     let objection: Objection = parse_json(&body)?;
     let revision = state
         .desk
-        .object(&actor(&caller), &subject, &objection.purposes)
+        .object(&caller.actor(), &subject, &objection.purposes)
         .await?;
     Ok(Json(revision))
 }
@@ -134,7 +127,7 @@ pub async fn export(
     Path(subject): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(OFFICER)?;
-    let export = state.desk.prepare_export(&actor(&caller), &subject).await?;
+    let export = state.desk.prepare_export(&caller.actor(), &subject).await?;
     let receipt = export.receipt;
     let (writer, reader) = tokio::io::duplex(EXPORT_PIPE);
     tokio::spawn(async move {
@@ -204,6 +197,6 @@ pub async fn rectify(
     caller.require(&[Role::Uploader, Role::PrivacyOfficer])?;
     let id = parse_id(&id)?;
     let patch: serde_json::Value = parse_json(&body)?;
-    let (consent, outcome) = state.desk.rectify(&actor(&caller), id, &patch).await?;
+    let (consent, outcome) = state.desk.rectify(&caller.actor(), id, &patch).await?;
     Ok(Json(Rectified { consent, outcome }))
 }

@@ -127,6 +127,16 @@ impl Desk {
         Ok(out)
     }
 
+    /// A consent of `tenant`; another tenant's is [`RightsError::NotFound`], as if it did
+    /// not exist.
+    async fn tenant_consent(&self, tenant: &str, id: Uuid) -> Result<Consent, RightsError> {
+        self.storage
+            .consent(id)
+            .await?
+            .filter(|c| c.tenant == tenant)
+            .ok_or(RightsError::NotFound)
+    }
+
     /// Run `op` holding the subject's lock (released whatever the outcome), then audit it.
     async fn locked<T, F, Fut>(
         &self,
@@ -370,25 +380,11 @@ impl Desk {
         consent_id: Uuid,
         patch: &serde_json::Value,
     ) -> Result<(Consent, Revision), RightsError> {
-        let consent = self
-            .storage
-            .consent(consent_id)
-            .await?
-            .filter(|c| c.tenant == actor.tenant)
-            .ok_or(RightsError::NotFound)?;
-        if consent.erased_at.is_some() {
-            return Err(RightsError::Invalid(
-                "the consent was erased; it can no longer be corrected".into(),
-            ));
-        }
+        let consent = self.tenant_consent(&actor.tenant, consent_id).await?;
         let subject_ref = consent.terms.subject_ref.clone();
         self.locked(actor, &subject_ref, AuditAction::ConsentRectify, |receipt| async move {
             // Read again under the lock.
-            let mut consent = self
-                .storage
-                .consent(consent_id)
-                .await?
-                .ok_or(RightsError::NotFound)?;
+            let mut consent = self.tenant_consent(&actor.tenant, consent_id).await?;
             if consent.erased_at.is_some() {
                 return Err(RightsError::Invalid(
                     "the consent was erased; it can no longer be corrected".into(),
@@ -432,12 +428,7 @@ impl Desk {
         actor: &Actor,
         consent_id: Uuid,
     ) -> Result<(Consent, usize), RightsError> {
-        let consent = self
-            .storage
-            .consent(consent_id)
-            .await?
-            .filter(|c| c.tenant == actor.tenant)
-            .ok_or(RightsError::NotFound)?;
+        let consent = self.tenant_consent(&actor.tenant, consent_id).await?;
         let subject_ref = consent.terms.subject_ref.clone();
         self.locked(
             actor,
@@ -445,11 +436,7 @@ impl Desk {
             AuditAction::ConsentWithdraw,
             |_| async move {
                 // Read again under the lock (an erasure may have scrubbed it meanwhile).
-                let mut consent = self
-                    .storage
-                    .consent(consent_id)
-                    .await?
-                    .ok_or(RightsError::NotFound)?;
+                let mut consent = self.tenant_consent(&actor.tenant, consent_id).await?;
                 if consent.withdrawn_at.is_none() {
                     consent.withdrawn_at = Some(now());
                     self.storage.put_consent(&consent).await?;
