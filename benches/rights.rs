@@ -61,6 +61,8 @@ async fn main() {
         signer: signer.clone(),
         queue: Some(queue),
         lock_ttl: Duration::from_secs(600),
+        notifier: Arc::new(asepsis_queue::notify::InProcess::new()),
+        takedown: Default::default(),
     };
     let now = time::OffsetDateTime::now_utc();
     let consent = Consent::new(
@@ -107,6 +109,7 @@ async fn main() {
                 format: Format::Jpeg,
                 size_bytes: jpeg.len() as u64,
                 sha256: sha256.clone(),
+                uploader: None,
             },
             EventKind::Stripped {
                 removed: vec!["EXIF".into()],

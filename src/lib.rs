@@ -109,7 +109,19 @@ async fn serve(
         signer: signer.clone(),
         queue: Some(queue.clone()),
         lock_ttl: settings.rights.lock_ttl(),
+        notifier: notifier.clone(),
+        takedown: settings.takedown.clone(),
     };
+    let takedown_task = services.worker().then(|| {
+        let instance = uuid::Uuid::new_v4();
+        let interval = settings.takedown.interval_secs;
+        tokio::spawn(asepsis_worker::takedowns::schedule(
+            desk.clone(),
+            interval,
+            instance,
+            shutdown.clone(),
+        ))
+    });
     let retention_task = services.worker().then(|| {
         let retention = Arc::new(asepsis_worker::retention::Retention {
             storage: storage.clone(),
@@ -127,6 +139,8 @@ async fn serve(
             detector: detector.clone(),
             notifier: notifier.clone(),
             cpu: Arc::new(tokio::sync::Semaphore::new(settings.worker.cpu_permits())),
+            blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(storage.clone())),
+            match_distance: settings.takedown.match_distance,
         });
         let config = RunnerConfig {
             concurrency: settings.worker.concurrency,
@@ -169,6 +183,9 @@ async fn serve(
     }
     if let Some(task) = retention_task {
         task.await.context("retention task")?;
+    }
+    if let Some(task) = takedown_task {
+        task.await.context("take-down task")?;
     }
     tracing::info!("stopped");
     Ok(())

@@ -50,6 +50,16 @@ pub struct KeyRecord {
     /// Hex SHA-256 of the secret.
     pub secret_sha256: String,
     pub created_at_ms: u64,
+    /// Set when the key may no longer be used, and why (no PHI: a policy and ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+}
+
+/// Why and when a key was disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub at_ms: u64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +103,7 @@ pub fn generate(tenant: &str, role: Role, now_ms: u64) -> Result<(String, KeyRec
         role,
         secret_sha256: sha256_hex(&secret),
         created_at_ms: now_ms,
+        disabled: None,
     };
     Ok((format!("{PREFIX}{id}_{secret}"), record))
 }

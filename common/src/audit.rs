@@ -1,6 +1,6 @@
 //! The audit log: one signed, hash-chained log of every privileged action — API-key creation,
 //! KEK rotation, dead-letter replay, review decisions, consent withdrawal, rights requests
-//! with their receipts, retention purges — saying who (an API
+//! with their receipts, retention purges, take-downs and disabled keys — saying who (an API
 //! key id, or `host:<user>` for a command run on the host), for which tenant, what, and on
 //! which ids. Never PHI: no consent fields, file names, metadata or keys.
 //!
@@ -45,6 +45,20 @@ pub enum AuditAction {
     SubjectExport,
     /// A retention purge; targets: the rule, then the asset.
     RetentionPurge,
+    /// A DMCA notice entered; targets: the take-down, then each asset taken down.
+    TakedownReceive,
+    /// A counter-notice filed; targets: the take-down, then each asset scheduled for restore.
+    TakedownCounterNotice,
+    /// The claimant's court action recorded; targets: the take-down, then each asset upheld.
+    TakedownCourtAction,
+    /// A restore carried out when due; targets: the take-down, then the asset.
+    TakedownRestore,
+    /// Notices upheld because nobody countered them in time; targets: the take-down, then
+    /// each asset.
+    TakedownUphold,
+    /// An API key disabled (the repeat-infringer policy); targets: the key id, then the
+    /// take-downs upheld against it.
+    KeyDisable,
 }
 
 impl AuditAction {
@@ -62,6 +76,12 @@ impl AuditAction {
             AuditAction::ConsentRectify => "consent-rectify",
             AuditAction::SubjectExport => "subject-export",
             AuditAction::RetentionPurge => "retention-purge",
+            AuditAction::TakedownReceive => "takedown-receive",
+            AuditAction::TakedownCounterNotice => "takedown-counter-notice",
+            AuditAction::TakedownCourtAction => "takedown-court-action",
+            AuditAction::TakedownRestore => "takedown-restore",
+            AuditAction::TakedownUphold => "takedown-uphold",
+            AuditAction::KeyDisable => "key-disable",
         }
     }
 }

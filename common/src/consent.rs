@@ -389,7 +389,7 @@ fn scrub(terms: &mut Terms) {
 
 /// A deserializer's complaint without the value it quotes (`invalid type: string "…"`,
 /// `unknown variant `…``): what is wrong and what is expected, never what was sent.
-fn without_value(problem: &str) -> String {
+pub fn without_value(problem: &str) -> String {
     if problem.starts_with("unknown field") || problem.starts_with("missing field") {
         // These quote the client's key or ours, not a value.
         return problem.to_owned();

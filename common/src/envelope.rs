@@ -77,6 +77,10 @@ pub enum BlobRole {
     Original = 1,
     Derivative = 2,
     Export = 3,
+    /// A take-down notice's personal data (the claimant's), sealed under the take-down's key.
+    Notice = 4,
+    /// The counter-notices' personal data.
+    CounterNotice = 5,
 }
 
 impl BlobRole {
@@ -85,6 +89,8 @@ impl BlobRole {
             BlobRole::Original => "original",
             BlobRole::Derivative => "derivative",
             BlobRole::Export => "export",
+            BlobRole::Notice => "notice",
+            BlobRole::CounterNotice => "counter-notice",
         }
     }
 }

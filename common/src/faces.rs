@@ -130,6 +130,7 @@ pub struct Redacted {
 }
 
 /// The detector when no model could be loaded: every image is `not_scanned`, with the reason.
+/// It still decodes (under the default limits), so that the perceptual hash is computed.
 pub struct Unavailable(pub String);
 
 impl Detector for Unavailable {
@@ -137,8 +138,8 @@ impl Detector for Unavailable {
         Err(self.0.clone())
     }
 
-    fn decode(&self, _image: &[u8]) -> Result<DynamicImage, String> {
-        Err(self.0.clone())
+    fn decode(&self, image: &[u8]) -> Result<DynamicImage, String> {
+        decode_upright(image, &Settings::default()).map_err(|e| e.to_string())
     }
 
     fn scan_decoded(&self, _image: &DynamicImage) -> Scan {

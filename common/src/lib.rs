@@ -6,7 +6,7 @@
 //! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
 //! signed audit log's entries (`audit`), consent rules (`consent`), the publication policy
 //! (`policy`), the rules of a subject's rights and the accounting of disclosures (`rights`),
-//! retention (`retention`), API-key parsing (`apikey`), small-cell-suppressed statistics
+//! retention (`retention`), DMCA take-downs (`takedown`), API-key parsing (`apikey`), small-cell-suppressed statistics
 //! (`stats`), and the job and notification schemas (`job`, `notify`).
 //!
 //! It must not do I/O: no tokio, no sockets, no files, no environment, no logging. Storage,
@@ -22,11 +22,13 @@ pub mod keys;
 pub mod media;
 pub mod notify;
 pub mod pipeline;
+pub mod pdq;
 pub mod policy;
 pub mod provenance;
 pub mod retention;
 pub mod rights;
 pub mod stats;
+pub mod takedown;
 
 /// Hex SHA-256 of `bytes` (content hashes in events, hashed secrets and keys).
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,5 +1,5 @@
 //! The asset pipeline: what becomes of one original, as one synchronous function over its
-//! bytes. Strip (with its verify) → decode once → scan → decide → redact → strip and verify
+//! bytes. Strip (with its verify) → decode once → perceptual hash and scan → decide → redact → strip and verify
 //! again → re-scan. Deterministic for the same bytes, settings and model, so a job redelivered
 //! after a crash computes the same result and records only what is missing.
 //!
@@ -9,6 +9,7 @@
 use crate::consent::Scope;
 use crate::faces::{Detector, Scan, Verdict};
 use crate::media::{Format, Limits, StripError, Stripped, strip};
+use crate::pdq::{self, Pdq};
 use crate::policy::{Decision, decide};
 use crate::sha256_hex;
 
@@ -29,6 +30,8 @@ pub struct Decided {
     pub stripped_sha256: String,
     /// The face scan of the original.
     pub scan: Scan,
+    /// The original's perceptual hash, when it decoded.
+    pub pdq: Option<Pdq>,
     /// Set when the policy asked for the faces to be redacted and the redaction was done.
     pub redaction: Option<Redaction>,
     /// Publish, hold or internal; never redact (redaction ends in publish or hold).
@@ -69,6 +72,7 @@ pub fn process(
         Err(e) => return Processed::Rejected(e),
     };
     let decoded = detector.decode(original);
+    let pdq = decoded.as_ref().ok().map(pdq::hash);
     let scan = match &decoded {
         Ok(image) => detector.scan_decoded(image),
         Err(why) => Scan::not_scanned(why.clone()),
@@ -87,6 +91,7 @@ pub fn process(
         stripped_sha256: sha256_hex(&stripped.bytes),
         stripped,
         scan,
+        pdq,
         redaction,
         decision,
         reason,

@@ -35,6 +35,9 @@ pub enum EventKind {
         format: Format,
         size_bytes: u64,
         sha256: String,
+        /// The API key id that uploaded it (absent in logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uploader: Option<String>,
     },
     Stripped {
         removed: Vec<String>,
@@ -49,6 +52,10 @@ pub enum EventKind {
         #[serde(default)]
         scores_milli: Vec<u16>,
         model_sha256: String,
+        /// The PDQ perceptual hash of the decoded, upright pixels (what the block list of
+        /// take-downs is matched against); absent when the image could not be decoded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pdq: Option<crate::pdq::Pdq>,
     },
     /// Faces hidden in the derivative (consent allows de-identified use only).
     Redacted {
@@ -85,6 +92,12 @@ pub enum EventKind {
     TakenDown {
         takedown_id: Uuid,
     },
+    /// The uploader's tenant countered take-down `takedown_id`; the restore is due then
+    /// unless the claimant files a court action. The asset stays taken down.
+    CounterNoticed {
+        takedown_id: Uuid,
+        restore_due_ms: u64,
+    },
     Restored {
         takedown_id: Uuid,
     },
@@ -119,6 +132,7 @@ pub enum EventName {
     Restricted,
     Unrestricted,
     TakenDown,
+    CounterNoticed,
     Restored,
     Erased,
     Unpublished,
@@ -142,6 +156,7 @@ impl EventName {
             EventName::Restricted => "restricted",
             EventName::Unrestricted => "unrestricted",
             EventName::TakenDown => "taken_down",
+            EventName::CounterNoticed => "counter_noticed",
             EventName::Restored => "restored",
             EventName::Erased => "erased",
             EventName::Unpublished => "unpublished",
@@ -166,6 +181,7 @@ impl EventKind {
             EventKind::Restricted => EventName::Restricted,
             EventKind::Unrestricted => EventName::Unrestricted,
             EventKind::TakenDown { .. } => EventName::TakenDown,
+            EventKind::CounterNoticed { .. } => EventName::CounterNoticed,
             EventKind::Restored { .. } => EventName::Restored,
             EventKind::Erased => EventName::Erased,
             EventKind::Unpublished { .. } => EventName::Unpublished,
@@ -415,60 +431,71 @@ pub enum AssetState {
     TakenDown,
 }
 
-/// Fold a log into the asset's state. Erasure and withdrawal are final; a restriction or a
-/// take-down freezes the asset until lifted, when it returns to where it was.
+/// Fold a log into the asset's state. Erasure and withdrawal are final. A restriction and
+/// each take-down freeze the asset, independently: it shows `restricted` while restricted,
+/// else `taken_down` while any take-down stands, and returns to where its own events put it
+/// when every freeze is lifted.
 pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
-    let mut state: Option<AssetState> = None;
-    let mut before_freeze = None;
+    use AssetState as S;
+    let mut base: Option<AssetState> = None;
+    let mut restricted = false;
+    let mut takedowns: Vec<Uuid> = Vec::new();
     for e in events {
-        use AssetState as S;
-        if matches!(state, Some(S::Erased | S::Withdrawn)) {
+        if matches!(base, Some(S::Erased | S::Withdrawn)) {
             if matches!(e.event.what, EventKind::Erased) {
-                state = Some(S::Erased);
+                base = Some(S::Erased);
             }
             continue;
         }
-        state = Some(match &e.event.what {
+        base = Some(match &e.event.what {
+            EventKind::Restricted => {
+                restricted = true;
+                continue;
+            }
+            EventKind::Unrestricted => {
+                restricted = false;
+                continue;
+            }
+            EventKind::TakenDown { takedown_id } => {
+                if !takedowns.contains(takedown_id) {
+                    takedowns.push(*takedown_id);
+                }
+                continue;
+            }
+            EventKind::Restored { takedown_id } => {
+                takedowns.retain(|t| t != takedown_id);
+                continue;
+            }
+            EventKind::CounterNoticed { .. } => continue,
             EventKind::Received { .. } => S::Received,
             EventKind::Stripped { .. }
             | EventKind::Scanned { .. }
             | EventKind::Redacted { .. }
-            | EventKind::Encrypted { .. } => match state {
-                Some(s @ (S::Restricted | S::TakenDown)) => s,
-                _ => S::Processing,
-            },
+            | EventKind::Encrypted { .. } => S::Processing,
             EventKind::Verdict {
                 decision: Decision::Hold | Decision::Internal,
                 ..
             } => S::Held,
-            EventKind::Verdict { .. } => state.unwrap_or(S::Processing),
+            EventKind::Verdict { .. } => base.unwrap_or(S::Processing),
             EventKind::Reviewed {
                 decision: ReviewDecision::Reject,
                 ..
             } => S::Rejected,
-            EventKind::Reviewed { .. } => state.unwrap_or(S::Held),
+            EventKind::Reviewed { .. } => base.unwrap_or(S::Held),
             EventKind::Published => S::Published,
             EventKind::Unpublished { .. } => S::Held,
-            EventKind::Purged { .. } => state.unwrap_or(S::Received),
+            EventKind::Purged { .. } => base.unwrap_or(S::Received),
             EventKind::Rejected { .. } => S::Rejected,
             EventKind::Withdrawn { .. } => S::Withdrawn,
             EventKind::Erased => S::Erased,
-            EventKind::Restricted | EventKind::TakenDown { .. } => {
-                if !matches!(state, Some(S::Restricted | S::TakenDown)) {
-                    before_freeze = state;
-                }
-                if matches!(e.event.what, EventKind::Restricted) {
-                    S::Restricted
-                } else {
-                    S::TakenDown
-                }
-            }
-            EventKind::Unrestricted | EventKind::Restored { .. } => {
-                before_freeze.take().unwrap_or(S::Received)
-            }
         });
     }
-    state
+    match base {
+        Some(S::Erased | S::Withdrawn) => base,
+        _ if restricted => Some(S::Restricted),
+        _ if !takedowns.is_empty() => Some(S::TakenDown),
+        _ => base,
+    }
 }
 
 /// Render a log as W3C PROV-JSON: the asset's blobs are entities, each event an activity,
@@ -570,6 +597,7 @@ mod tests {
                     format: Format::Jpeg,
                     size_bytes: 10,
                     sha256: "ab".into(),
+                    uploader: None,
                 },
                 EventKind::Stripped {
                     removed: vec!["EXIF:GPSLatitude".into()],
@@ -657,6 +685,7 @@ mod tests {
             format: Format::Png,
             size_bytes: 1,
             sha256: "x".into(),
+            uploader: None,
         };
         let hold = EventKind::Verdict {
             decision: Decision::Hold,
@@ -716,6 +745,36 @@ mod tests {
                 "{kinds:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_restriction_and_take_downs_freeze_independently() {
+        let signer = Signer::generate().unwrap();
+        let asset = Uuid::new_v4();
+        let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut kinds: Vec<EventKind> = sample(&signer, asset)
+            .into_iter()
+            .map(|e| e.event.what)
+            .collect();
+        let mut step = |what: EventKind, want: AssetState| {
+            kinds.push(what);
+            assert_eq!(fold(&chain(&signer, asset, kinds.clone())), Some(want));
+        };
+        step(EventKind::TakenDown { takedown_id: one }, AssetState::TakenDown);
+        step(EventKind::Restricted, AssetState::Restricted);
+        step(EventKind::TakenDown { takedown_id: two }, AssetState::Restricted);
+        step(EventKind::Unrestricted, AssetState::TakenDown);
+        step(
+            EventKind::CounterNoticed {
+                takedown_id: one,
+                restore_due_ms: 1,
+            },
+            AssetState::TakenDown,
+        );
+        step(EventKind::Restored { takedown_id: one }, AssetState::TakenDown);
+        step(EventKind::Restored { takedown_id: two }, AssetState::Published);
+        step(EventKind::Erased, AssetState::Erased);
+        step(EventKind::Restored { takedown_id: two }, AssetState::Erased);
     }
 
     #[test]

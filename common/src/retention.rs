@@ -218,6 +218,7 @@ mod tests {
             format: Format::Jpeg,
             size_bytes: 1,
             sha256: "x".into(),
+            uploader: None,
         }
     }
 

@@ -214,6 +214,7 @@ mod tests {
             faces: 0,
             scores_milli: vec![],
             model_sha256: "m".into(),
+            pdq: None,
         };
         assert!(fits_deidentified(&log(&[(1, scanned(Verdict::None))])).is_ok());
         for verdict in [
@@ -250,6 +251,7 @@ mod tests {
             format: Format::Jpeg,
             size_bytes: 1,
             sha256: "x".into(),
+            uploader: None,
         };
         let events = log(&[
             (1, received),

@@ -49,7 +49,12 @@ pub struct Settings {
     pub stats: StatsSettings,
     pub retention: Retention,
     pub rights: Rights,
+    pub takedown: Takedown,
 }
+
+/// DMCA take-downs: the restore delay after a counter-notice, the counter-notice window, the
+/// repeat-infringer limit, the perceptual-hash match distance, and the worker's run interval.
+pub use asepsis_common::takedown::Settings as Takedown;
 
 /// How long what is no longer needed is kept (per-tenant overrides under
 /// `[retention.tenants.NAME]`), and how often the worker's purge runs.
@@ -282,6 +287,9 @@ impl Settings {
         if self.rights.lock_ttl_secs == 0 {
             return invalid("rights.lock_ttl_secs", "must be more than 0");
         }
+        if let Err((setting, why)) = self.takedown.validate() {
+            return invalid(setting, why);
+        }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
         }
@@ -442,6 +450,11 @@ mod tests {
             ("[stats]\nmin_count = 0\n", "stats.min_count:"),
             ("[retention]\nbatch = 0\n", "retention.batch:"),
             ("[rights]\nlock_ttl_secs = 0\n", "rights.lock_ttl_secs:"),
+            (
+                "[takedown]\nrestore_after_business_days = 9\n",
+                "takedown.restore_after_business_days:",
+            ),
+            ("[takedown]\nmatch_distance = 32\n", "takedown.match_distance:"),
             ("[queue]\nmax_attempts = 0\n", "queue.max_attempts:"),
             ("[queue]\nretry_delays_ms = []\n", "queue.retry_delays_ms:"),
             (

@@ -329,6 +329,7 @@ pub async fn upload(
             format: stored.format,
             size_bytes: stored.size_bytes,
             sha256: stored.sha256,
+            uploader: Some(caller.key_id.clone()),
         };
         log.append(&state.storage, &state.signer, what).await?;
     }

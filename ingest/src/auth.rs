@@ -75,11 +75,17 @@ impl FromRequestParts<AppState> for Caller {
         let (id, secret) = apikey::parse(token.trim()).ok_or(bad)?;
         let record = state.storage.api_key(id).await?;
         match record {
-            Some(record) if record.matches(secret) => Ok(Caller {
-                tenant: record.tenant,
-                role: record.role,
-                key_id: record.id,
-            }),
+            Some(record) if record.matches(secret) => match record.disabled {
+                Some(disabled) => Err(ApiError::Disabled(format!(
+                    "this API key was disabled: {}",
+                    disabled.reason
+                ))),
+                None => Ok(Caller {
+                    tenant: record.tenant,
+                    role: record.role,
+                    key_id: record.id,
+                }),
+            },
             _ => Err(ApiError::Unauthorized("API key not recognised")),
         }
     }

@@ -15,6 +15,7 @@ mod media;
 mod stats;
 mod subjects;
 mod summary;
+mod takedowns;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +69,8 @@ pub struct AppState {
         media::get, audit::list, stats::get, healthz, readyz,
         subjects::erase, subjects::restrict, subjects::unrestrict, subjects::object,
         subjects::export, subjects::disclosures, subjects::rectify,
+        takedowns::create, takedowns::get, takedowns::list, takedowns::counter_notice,
+        takedowns::court_action,
     ),
     modifiers(&BearerKey)
 )]
@@ -126,6 +129,19 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/media/{id}", get(media::get))
         .route("/v1/audit", get(audit::list))
         .route("/v1/stats", get(stats::get))
+        .route(
+            "/v1/takedowns",
+            post(takedowns::create).get(takedowns::list),
+        )
+        .route("/v1/takedowns/{id}", get(takedowns::get))
+        .route(
+            "/v1/takedowns/{id}/counter-notice",
+            post(takedowns::counter_notice),
+        )
+        .route(
+            "/v1/takedowns/{id}/court-action",
+            post(takedowns::court_action),
+        )
         .route("/v1/subjects/{ref}/erase", post(subjects::erase))
         .route("/v1/subjects/{ref}/restrict", post(subjects::restrict))
         .route("/v1/subjects/{ref}/unrestrict", post(subjects::unrestrict))

@@ -34,6 +34,7 @@ impl From<RightsError> for ApiError {
             RightsError::Invalid(why) => ApiError::Invalid(why),
             RightsError::Busy => ApiError::Conflict(e.to_string()),
             RightsError::NotFound => ApiError::NotFound,
+            RightsError::Conflict(why) => ApiError::Conflict(why),
             RightsError::Store(e) => e.into(),
             RightsError::Queue(e) => ApiError::Unavailable(format!("queue unavailable: {e}")),
             RightsError::NoQueue => ApiError::Unavailable(e.to_string()),

@@ -29,18 +29,22 @@ fn state(dir: &std::path::Path) -> AppState {
     let queue: Arc<dyn asepsis_queue::Queue> = Arc::new(queue);
     let storage = Storage::new(Arc::new(store), Arc::new(keyring));
     let signer = Arc::new(Signer::generate().unwrap());
+    let notifier: Arc<dyn asepsis_queue::notify::Notifier> =
+        Arc::new(asepsis_queue::notify::InProcess::new());
     let desk = asepsis_rights::Desk {
         storage: storage.clone(),
         signer: signer.clone(),
         queue: Some(queue.clone()),
         lock_ttl: Duration::from_secs(60),
+        notifier: notifier.clone(),
+        takedown: Default::default(),
     };
     AppState {
         queue,
         metrics: PrometheusBuilder::new().build_recorder().handle(),
         storage,
         signer,
-        notifier: Arc::new(asepsis_queue::notify::InProcess::new()),
+        notifier,
         detector: Arc::new(asepsis_common::faces::Unavailable("test".into())),
         max_upload_bytes: 1 << 20,
         idempotency_lease: Duration::from_secs(60),
@@ -335,6 +339,7 @@ async fn stats_count_the_tenant_s_assets_and_hide_small_cells() {
                 format,
                 size_bytes: 1,
                 sha256: String::new(),
+                uploader: None,
             };
             state
                 .storage

@@ -1,7 +1,8 @@
 //! asepsis-rights: a privacy officer's requests on a subject, carried out over the store —
 //! erase, restrict and lift, object to purposes, rectify a consent, export, and the
-//! accounting of disclosures. The HTTP routes (`/v1/subjects/...`) and `asepsis rights` both
-//! call the [`Desk`].
+//! accounting of disclosures — and DMCA take-downs (`takedown`). The HTTP routes
+//! (`/v1/subjects/...`, `/v1/takedowns/...`), `asepsis rights` and the worker's scheduled
+//! take-down run all call the [`Desk`].
 //!
 //! Every request holds its subject's lock (a second one meanwhile is [`RightsError::Busy`]),
 //! gets a receipt id, and is written to the audit log with that receipt and the ids it
@@ -12,6 +13,7 @@
 //! its own and never logs a subject reference, a consent field or a key.
 
 pub mod export;
+pub mod takedown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,8 @@ use asepsis_common::consent::{Change, Consent, Scope};
 use asepsis_common::job::Job;
 use asepsis_common::provenance::{AssetState, EventKind, Signer};
 use asepsis_common::rights::{self, AssetRecord, Disclosure, ExportRecord};
+use asepsis_common::takedown as takedown_rules;
+use asepsis_queue::notify::Notifier;
 use asepsis_queue::{Queue, QueueError};
 use asepsis_store::asset::AssetLog;
 use asepsis_store::{Storage, StorageError};
@@ -45,6 +49,12 @@ pub enum RightsError {
     Busy,
     #[error("not found")]
     NotFound,
+    /// The request cannot apply to the record as it is (a take-down that stands, say).
+    #[error("{0}")]
+    Conflict(String),
+    /// A blocking task (decoding, hashing) failed.
+    #[error("task: {0}")]
+    Task(String),
     #[error(transparent)]
     Store(#[from] StorageError),
     #[error(transparent)]
@@ -106,6 +116,9 @@ pub struct Desk {
     /// How long a request holds its subject's lock before another may take it over (a
     /// request whose process died).
     pub lock_ttl: Duration,
+    /// Where assets' tenants are told what happened (take-downs, restores).
+    pub notifier: Arc<dyn Notifier>,
+    pub takedown: takedown_rules::Settings,
 }
 
 fn now() -> OffsetDateTime {
@@ -179,11 +192,21 @@ impl Desk {
     ) -> Result<(), RightsError> {
         let mut all = vec![format!("receipt:{receipt}")];
         all.extend(targets);
+        self.audit_as(actor, action, all).await
+    }
+
+    /// Audit `action` on `targets` by `actor` (an actor without a tenant acts service-wide).
+    async fn audit_as(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        targets: Vec<String>,
+    ) -> Result<(), RightsError> {
         let record = AuditRecord {
             actor: actor.id.clone(),
-            tenant: Some(actor.tenant.clone()),
+            tenant: Some(actor.tenant.clone()).filter(|t| !t.is_empty()),
             action,
-            targets: all,
+            targets,
         };
         self.storage.append_audit(&self.signer, record).await?;
         Ok(())

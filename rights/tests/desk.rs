@@ -68,6 +68,8 @@ impl World {
             signer: Arc::new(Signer::generate().unwrap()),
             queue: Some(queue.clone()),
             lock_ttl: Duration::from_secs(60),
+            notifier: Arc::new(asepsis_queue::notify::InProcess::new()),
+            takedown: Default::default(),
         };
         let officer = Actor {
             id: "officer-key".into(),
@@ -93,6 +95,8 @@ impl World {
             detector,
             notifier: Arc::new(InProcess::new()),
             cpu: Arc::new(tokio::sync::Semaphore::new(2)),
+            blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(self.desk.storage.clone())),
+            match_distance: 31,
         }
     }
 
@@ -149,6 +153,7 @@ impl World {
             format: Format::Jpeg,
             size_bytes: bytes.len() as u64,
             sha256: asepsis_common::sha256_hex(bytes),
+            uploader: None,
         };
         storage
             .append_event(asset, &self.desk.signer, what)

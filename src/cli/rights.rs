@@ -104,6 +104,8 @@ pub async fn run(settings: Settings, command: Rights) -> anyhow::Result<ExitCode
         signer,
         queue,
         lock_ttl: settings.rights.lock_ttl(),
+        notifier: std::sync::Arc::new(asepsis_queue::notify::InProcess::new()),
+        takedown: Default::default(),
     };
     let host = |tenant: String| Actor {
         id: format!("host:{}", asepsis_config::os_user()),

@@ -77,6 +77,35 @@ impl AssetLog {
         })
     }
 
+    /// The API key id that uploaded the asset, when recorded.
+    pub fn uploader(&self) -> Option<String> {
+        self.events.iter().find_map(|e| match &e.event.what {
+            EventKind::Received { uploader, .. } => uploader.clone(),
+            _ => None,
+        })
+    }
+
+    /// The original's perceptual hash, as the worker recorded it.
+    pub fn pdq(&self) -> Option<asepsis_common::pdq::Pdq> {
+        self.events.iter().find_map(|e| match &e.event.what {
+            EventKind::Scanned { pdq, .. } => *pdq,
+            _ => None,
+        })
+    }
+
+    /// Is take-down `id` on the asset and not yet lifted?
+    pub fn under_takedown(&self, id: Uuid) -> bool {
+        let mut on = false;
+        for e in &self.events {
+            match e.event.what {
+                EventKind::TakenDown { takedown_id } if takedown_id == id => on = true,
+                EventKind::Restored { takedown_id } if takedown_id == id => on = false,
+                _ => {}
+            }
+        }
+        on
+    }
+
     pub fn state(&self) -> Option<AssetState> {
         fold(&self.events)
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`Storage`]: the object store (`object_store`: local files or S3) and its key layout,
 //!   the one place an object's key is built; encrypted blobs, consents, API keys, indexes,
-//!   idempotency claims, and each asset's provenance events written create-only;
+//!   idempotency claims, each asset's provenance events written create-only, and take-downs
+//!   with the block list (`takedowns`);
 //! - [`blob_stream`]: blobs sealed and opened as streams in the envelope format;
 //! - [`asset`]: one asset's log as the services use it (append where read, publish once);
 //! - [`keyring`] and [`signing_key`]: the embedded KEK keyring and Ed25519 signing key files.
@@ -15,6 +16,7 @@ pub mod blob_stream;
 pub mod keyring;
 pub mod signing_key;
 mod storage;
+mod takedowns;
 
 pub use storage::{
     BlobInfo, Claim, IdempotencyRecord, OpenBlob, Rotation, Storage, StorageError, now_ms,

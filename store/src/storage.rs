@@ -2,7 +2,8 @@
 //! ([`Object::path`] is the only code that builds an object's key).
 //!
 //! ```text
-//! blobs/{asset}/{role}          encrypted blob (envelope format), role = original | derivative | export
+//! blobs/{asset}/{role}          encrypted blob (envelope format), role = original | derivative |
+//!                                export | notice | counter-notice
 //! keys/{asset}                  the asset's data key, wrapped under a KEK (JSON WrappedKey)
 //! erased/{asset}                tombstone: the asset was crypto-shredded (its key is gone)
 //! events/{asset}/{seq:020}      provenance events (JSON SignedEvent), written create-only
@@ -15,6 +16,11 @@
 //! leases/{job}/{period:020}      create-only: the worker that runs a scheduled job this period
 //! idempotency/{tenant}/{sha256}  the asset an upload's Idempotency-Key (hashed) made
 //! audit/{seq:020}                the audit log (JSON SignedAuditEntry), written create-only
+//! takedowns/{id}                 a DMCA take-down's public record (JSON Takedown: ids, states,
+//!                                times); the claimant's data is blobs/{id}/notice, sealed
+//!                                under keys/{id}, the counter-notices' blobs/{id}/counter-notice
+//! locks/takedowns/{id}           a request on the take-down is running (JSON lease)
+//! blocklist/{takedown}/{asset}   the perceptual hashes the take-down blocks (32 bytes each)
 //! ```
 //!
 //! Wrapped keys live apart from blobs, so rotating a KEK rewrites only `keys/` and erasing an
@@ -93,7 +99,7 @@ pub struct Storage {
 
 /// Every object Asepsis keeps, by what it is (the layout above); [`Object::path`] is its key.
 #[derive(Debug, Clone, Copy)]
-enum Object<'a> {
+pub(crate) enum Object<'a> {
     Blob(Uuid, BlobRole),
     DataKey(Uuid),
     /// The prefix of every wrapped data key.
@@ -114,13 +120,20 @@ enum Object<'a> {
     SubjectConsent(&'a str, &'a str, Uuid),
     SubjectLock(&'a str, &'a str),
     Lease(&'a str, u64),
+    /// The prefix of every take-down record.
+    Takedowns,
+    Takedown(Uuid),
+    TakedownLock(Uuid),
+    /// The prefix of the block list.
+    BlockList,
+    BlockEntry(Uuid, Uuid),
     /// The prefix of the audit log.
     AuditLog,
     AuditEntry(u64),
 }
 
 impl Object<'_> {
-    fn path(self) -> Path {
+    pub(crate) fn path(self) -> Path {
         Path::from(match self {
             Object::Blob(asset, role) => format!("blobs/{asset}/{}", role.as_str()),
             Object::DataKey(asset) => format!("keys/{asset}"),
@@ -144,6 +157,11 @@ impl Object<'_> {
             }
             Object::SubjectLock(tenant, subject) => format!("locks/subjects/{tenant}/{subject}"),
             Object::Lease(job, period) => format!("leases/{job}/{period:020}"),
+            Object::Takedowns => "takedowns".to_owned(),
+            Object::Takedown(id) => format!("takedowns/{id}"),
+            Object::TakedownLock(id) => format!("locks/takedowns/{id}"),
+            Object::BlockList => "blocklist".to_owned(),
+            Object::BlockEntry(takedown, asset) => format!("blocklist/{takedown}/{asset}"),
             Object::AuditLog => "audit".to_owned(),
             Object::AuditEntry(seq) => format!("audit/{seq:020}"),
         })
@@ -607,7 +625,7 @@ impl OpenBlob {
 
 /// Small JSON records: consents, API keys, indexes, idempotency claims.
 impl Storage {
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &Path,
     ) -> Result<Option<T>, StorageError> {
@@ -625,7 +643,7 @@ impl Storage {
 
     /// Write `value` at `path`; create-only answers `false` when the object already exists
     /// (the one create-only put: events, wrapped keys, API keys, idempotency claims).
-    async fn put_json<T: serde::Serialize>(
+    pub(crate) async fn put_json<T: serde::Serialize>(
         &self,
         path: &Path,
         value: &T,
@@ -853,21 +871,8 @@ impl Storage {
         ttl_ms: u64,
     ) -> Result<bool, StorageError> {
         let subject = subject_hash(tenant, subject_ref);
-        let path = Object::SubjectLock(tenant, &subject).path();
-        let record = LockRecord {
-            holder,
-            until_ms: now_ms().saturating_add(ttl_ms),
-        };
-        if self.put_json(&path, &record, true).await? {
-            return Ok(true);
-        }
-        match self.get_json::<LockRecord>(&path).await? {
-            Some(held) if held.holder != holder && held.until_ms > now_ms() => Ok(false),
-            _ => {
-                self.put_json(&path, &record, false).await?;
-                Ok(true)
-            }
-        }
+        self.lock(&Object::SubjectLock(tenant, &subject).path(), holder, ttl_ms)
+            .await
     }
 
     /// Release the subject's lock. Idempotent.
@@ -880,11 +885,35 @@ impl Storage {
         subject_ref: &str,
     ) -> Result<(), StorageError> {
         let subject = subject_hash(tenant, subject_ref);
-        match self
-            .store
-            .delete(&Object::SubjectLock(tenant, &subject).path())
+        self.delete(&Object::SubjectLock(tenant, &subject).path())
             .await
-        {
+    }
+
+    pub(crate) async fn lock(
+        &self,
+        path: &Path,
+        holder: Uuid,
+        ttl_ms: u64,
+    ) -> Result<bool, StorageError> {
+        let record = LockRecord {
+            holder,
+            until_ms: now_ms().saturating_add(ttl_ms),
+        };
+        if self.put_json(path, &record, true).await? {
+            return Ok(true);
+        }
+        match self.get_json::<LockRecord>(path).await? {
+            Some(held) if held.holder != holder && held.until_ms > now_ms() => Ok(false),
+            _ => {
+                self.put_json(path, &record, false).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Delete an object; one already gone is no error.
+    pub(crate) async fn delete(&self, path: &Path) -> Result<(), StorageError> {
+        match self.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -1,7 +1,8 @@
 //! The asset job: load and decrypt the original, run the pipeline (`asepsis_common::pipeline`:
 //! strip, verify, scan, decide, redact, re-scan) in one blocking task under the CPU
 //! semaphore, then store the derivative encrypted, append the events the result describes,
-//! publish (re-checking the consent) or hold, and notify.
+//! reject what matches a take-down's block list, publish (re-checking the consent) or hold,
+//! and notify.
 //!
 //! Each event is appended right after the log as read, and is skipped when already there, so
 //! a job redelivered after a crash resumes where it stopped and an asset is published at most
@@ -29,6 +30,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::blocklist::BlockList;
 use crate::runner::{Handler, Outcome};
 
 pub struct AssetJobs {
@@ -39,6 +41,10 @@ pub struct AssetJobs {
     pub notifier: Arc<dyn Notifier>,
     /// Pipelines running at once (decoding and face detection are CPU-bound).
     pub cpu: Arc<Semaphore>,
+    /// Content taken down under a DMCA notice: an upload that matches is rejected.
+    pub blocklist: Arc<BlockList>,
+    /// `takedown.match_distance`.
+    pub match_distance: u32,
 }
 
 /// Why a job stopped short of its end, typed by what the runner should do about it.
@@ -204,13 +210,28 @@ impl AssetJobs {
             };
             match self.run_pipeline(original, &consent).await? {
                 Processed::Rejected(e) => return self.reject(&mut log, e.to_string()).await,
-                Processed::Decided(decided) => self.record_decided(&mut log, *decided).await?,
+                Processed::Decided(decided) => {
+                    if let Some(reason) = self.blocked(decided.pdq.as_ref()).await? {
+                        if !log.has(EventName::Scanned) {
+                            self.record(&mut log, scanned(&decided.scan, decided.pdq))
+                                .await?;
+                        }
+                        return self.reject(&mut log, reason).await;
+                    }
+                    self.record_decided(&mut log, *decided).await?
+                }
             }
         }
         let decided = match log.last_of(EventName::Verdict) {
             Some(EventKind::Verdict { decision, .. }) => *decision,
             _ => return Err(Stop::Impossible("no verdict after deciding")),
         };
+        if decided == Decision::Publish
+            && let Some(reason) = self.blocked(log.pdq().as_ref()).await?
+        {
+            // Taken down (another copy) while this one was processed.
+            return self.reject(&mut log, reason).await;
+        }
         if decided == Decision::Publish {
             // The consent as it is now: it may have been rectified, objected to or restricted
             // while the pipeline ran.
@@ -245,6 +266,15 @@ impl AssetJobs {
         Ok(Outcome::Done)
     }
 
+    /// Why content with this hash may not be published: it matches a take-down's.
+    async fn blocked(&self, pdq: Option<&asepsis_common::pdq::Pdq>) -> Result<Option<String>, Stop> {
+        let Some(pdq) = pdq else {
+            return Ok(None);
+        };
+        let found = self.blocklist.matching(pdq, self.match_distance).await?;
+        Ok(found.map(|notice| format!("matches content taken down under notice {notice}")))
+    }
+
     /// The pipeline in one blocking task, once a CPU permit is free.
     async fn run_pipeline(&self, original: Vec<u8>, consent: &Consent) -> Result<Processed, Stop> {
         let _permit = self
@@ -271,6 +301,7 @@ impl AssetJobs {
             stripped,
             stripped_sha256,
             scan,
+            pdq,
             redaction,
             decision,
             reason,
@@ -298,12 +329,12 @@ impl AssetJobs {
             self.record(log, what).await?;
         }
         if !log.has(EventName::Scanned) {
-            self.record(log, scanned(&scan)).await?;
+            self.record(log, scanned(&scan, pdq)).await?;
         }
         if let Some(redaction) = redaction {
             // Recorded again on a redelivery, and the redacted derivative stored again: the
             // derivative on record may be the unredacted one from before a crash.
-            self.record(log, scanned(&redaction.rescan)).await?;
+            self.record(log, scanned(&redaction.rescan, None)).await?;
             if let Some(redacted) = redaction.derivative {
                 let size_bytes = redacted.bytes.len() as u64;
                 let derivative = std::io::Cursor::new(redacted.bytes);
@@ -329,8 +360,9 @@ impl AssetJobs {
     }
 }
 
-/// The `scanned` event of a scan: verdict, count, scores and model hash; never boxes or pixels.
-fn scanned(scan: &Scan) -> EventKind {
+/// The `scanned` event of a scan: verdict, count, scores, model hash and the perceptual hash;
+/// never boxes or pixels.
+fn scanned(scan: &Scan, pdq: Option<asepsis_common::pdq::Pdq>) -> EventKind {
     EventKind::Scanned {
         verdict: scan.verdict,
         faces: u32::try_from(scan.faces.len()).unwrap_or(u32::MAX),
@@ -340,6 +372,7 @@ fn scanned(scan: &Scan) -> EventKind {
             .map(|f| (f.score.clamp(0.0, 1.0) * 1000.0).round() as u16)
             .collect(),
         model_sha256: scan.model_sha256.clone(),
+        pdq,
     }
 }
 

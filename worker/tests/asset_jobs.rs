@@ -42,13 +42,16 @@ fn jobs(dir: &Path) -> (AssetJobs, Arc<InProcess>) {
     std::fs::create_dir_all(dir.join("store")).unwrap();
     let store = LocalFileSystem::new_with_prefix(dir.join("store")).unwrap();
     let notes = Arc::new(InProcess::new());
+    let storage = Storage::new(Arc::new(store), Arc::new(keyring));
     let jobs = AssetJobs {
-        storage: Storage::new(Arc::new(store), Arc::new(keyring)),
+        storage: storage.clone(),
         signer: Arc::new(Signer::generate().unwrap()),
         limits: Limits::default(),
         detector: Arc::new(Unavailable("no face model in this test".into())),
         notifier: notes.clone(),
         cpu: Arc::new(tokio::sync::Semaphore::new(2)),
+        blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(storage.clone())),
+        match_distance: 31,
     };
     (jobs, notes)
 }
@@ -91,6 +94,7 @@ async fn receive(jobs: &AssetJobs, bytes: Vec<u8>, consent_id: Uuid) -> Uuid {
         format: Format::Jpeg,
         size_bytes,
         sha256: String::new(),
+        uploader: None,
     };
     jobs.storage
         .append_event(asset, &jobs.signer, what)
