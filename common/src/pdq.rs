@@ -472,7 +472,11 @@ fn dihedral_of(b: &[f32; 256]) -> [[f32; 256]; 8] {
         for i in 0..16 {
             for j in 0..16 {
                 let negate = (neg_rows && i % 2 == 0) != (neg_cols && j % 2 == 0);
-                let v = if negate { -b[i * 16 + j] } else { b[i * 16 + j] };
+                let v = if negate {
+                    -b[i * 16 + j]
+                } else {
+                    b[i * 16 + j]
+                };
                 if transpose {
                     out[j * 16 + i] = v;
                 } else {
@@ -784,7 +788,11 @@ mod tests {
     fn block_hashes_hold_the_image_its_flips_and_its_crops() {
         let img = picture(640, 480, 3);
         let block = block_hashes(&img);
-        assert!(block.len() > 100 && block.len() <= 1296 + 8, "{}", block.len());
+        assert!(
+            block.len() > 100 && block.len() <= 1296 + 8,
+            "{}",
+            block.len()
+        );
         let unique: HashSet<_> = block.iter().collect();
         assert_eq!(unique.len(), block.len());
         for d in dihedral(&img) {
@@ -792,7 +800,11 @@ mod tests {
         }
         let best = |h: Hash| block.iter().map(|b| b.distance(&h)).min().unwrap();
         let cropped = img.crop_imm(32, 24, 640 - 64, 480 - 48); // 5 % off each side
-        assert!(best(hash(&cropped).hash) <= 8, "{}", best(hash(&cropped).hash));
+        assert!(
+            best(hash(&cropped).hash) <= 8,
+            "{}",
+            best(hash(&cropped).hash)
+        );
         let asymmetric = img.crop_imm(0, 48, 640 - 80, 480 - 48); // top 10 %, right 12.5 %
         assert!(best(hash(&asymmetric).hash) <= 8);
     }
@@ -807,7 +819,9 @@ mod tests {
         assert_eq!(index.len(), 2);
         // Spread the flipped bits over the chunks (the worst case for the pigeonhole): the
         // first 16 touch every chunk once, the next 16 a second time.
-        let flips: Vec<usize> = (0..16).flat_map(|r| (0..16).map(move |c| c * 16 + r)).collect();
+        let flips: Vec<usize> = (0..16)
+            .flat_map(|r| (0..16).map(move |c| c * 16 + r))
+            .collect();
         for n in [0usize, 1, 15, 16, 17, 30, 31] {
             let q = flip_bits(&base, &flips[..n]);
             assert_eq!(index.find(&q), Some((&"a", n as u32)), "{n} bits");

@@ -760,9 +760,15 @@ mod tests {
             kinds.push(what);
             assert_eq!(fold(&chain(&signer, asset, kinds.clone())), Some(want));
         };
-        step(EventKind::TakenDown { takedown_id: one }, AssetState::TakenDown);
+        step(
+            EventKind::TakenDown { takedown_id: one },
+            AssetState::TakenDown,
+        );
         step(EventKind::Restricted, AssetState::Restricted);
-        step(EventKind::TakenDown { takedown_id: two }, AssetState::Restricted);
+        step(
+            EventKind::TakenDown { takedown_id: two },
+            AssetState::Restricted,
+        );
         step(EventKind::Unrestricted, AssetState::TakenDown);
         step(
             EventKind::CounterNoticed {
@@ -771,8 +777,14 @@ mod tests {
             },
             AssetState::TakenDown,
         );
-        step(EventKind::Restored { takedown_id: one }, AssetState::TakenDown);
-        step(EventKind::Restored { takedown_id: two }, AssetState::Published);
+        step(
+            EventKind::Restored { takedown_id: one },
+            AssetState::TakenDown,
+        );
+        step(
+            EventKind::Restored { takedown_id: two },
+            AssetState::Published,
+        );
         step(EventKind::Erased, AssetState::Erased);
         step(EventKind::Restored { takedown_id: two }, AssetState::Erased);
     }

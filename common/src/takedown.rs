@@ -705,7 +705,10 @@ mod tests {
     #[test]
     fn each_missing_element_is_named_without_its_value() {
         for (pointer, want) in [
-            ("/signature", "signature: required (17 U.S.C. 512(c)(3)(A)(i))"),
+            (
+                "/signature",
+                "signature: required (17 U.S.C. 512(c)(3)(A)(i))",
+            ),
             ("/work", "work: required"),
             ("/assets", "assets: name at least one asset"),
             ("/claimant/name", "claimant.name: required"),

@@ -454,7 +454,10 @@ mod tests {
                 "[takedown]\nrestore_after_business_days = 9\n",
                 "takedown.restore_after_business_days:",
             ),
-            ("[takedown]\nmatch_distance = 32\n", "takedown.match_distance:"),
+            (
+                "[takedown]\nmatch_distance = 32\n",
+                "takedown.match_distance:",
+            ),
             ("[queue]\nmax_attempts = 0\n", "queue.max_attempts:"),
             ("[queue]\nretry_delays_ms = []\n", "queue.retry_delays_ms:"),
             (

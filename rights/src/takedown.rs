@@ -19,8 +19,8 @@ use asepsis_common::job::Job;
 use asepsis_common::pdq;
 use asepsis_common::provenance::{AssetState, EventKind};
 use asepsis_common::takedown::{
-    self, Counts, CounterForm, CounterParty, NoticeForm, NoticedAsset, Status, StepKind,
-    Takedown, TakedownError,
+    self, CounterForm, CounterParty, Counts, NoticeForm, NoticedAsset, Status, StepKind, Takedown,
+    TakedownError,
 };
 use asepsis_store::asset::AssetLog;
 use futures::TryStreamExt;
@@ -221,7 +221,10 @@ impl Desk {
                     let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
                     images.push(chunks.concat());
                 }
-                Err(asepsis_store::StorageError::NotFound(_) | asepsis_store::StorageError::Erased(_)) => {}
+                Err(
+                    asepsis_store::StorageError::NotFound(_)
+                    | asepsis_store::StorageError::Erased(_),
+                ) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -237,7 +240,11 @@ impl Desk {
                     all.extend(pdq::block_hashes(&image));
                 }
             }
-            all.extend(recorded.filter(|p| p.quality >= pdq::MIN_QUALITY).map(|p| p.hash));
+            all.extend(
+                recorded
+                    .filter(|p| p.quality >= pdq::MIN_QUALITY)
+                    .map(|p| p.hash),
+            );
             all.sort_by_key(|h| h.0);
             all.dedup();
             all.into_iter().map(|h| h.0).collect::<Vec<_>>()
@@ -401,7 +408,8 @@ impl Desk {
                 .collect();
             self.audit_as(actor, AuditAction::TakedownCourtAction, targets)
                 .await?;
-            let uploaders: Vec<String> = t.upheld_against().into_iter().map(str::to_owned).collect();
+            let uploaders: Vec<String> =
+                t.upheld_against().into_iter().map(str::to_owned).collect();
             self.repeat_infringers(&uploaders).await?;
         }
         Ok(t)
@@ -446,8 +454,12 @@ impl Desk {
                     .await?;
             }
             if upheld > 0 {
-                self.audit_as(&system, AuditAction::TakedownUphold, vec![format!("takedown:{id}")])
-                    .await?;
+                self.audit_as(
+                    &system,
+                    AuditAction::TakedownUphold,
+                    vec![format!("takedown:{id}")],
+                )
+                .await?;
                 uploaders.extend(against);
             }
         }
@@ -468,7 +480,10 @@ impl Desk {
             t
         } else {
             self.finish_entry(t).await?;
-            self.storage.takedown(id).await?.ok_or(RightsError::NotFound)?
+            self.storage
+                .takedown(id)
+                .await?
+                .ok_or(RightsError::NotFound)?
         };
         let (mut restored, mut held) = (Vec::new(), 0);
         for asset in t.due_restores(now) {
@@ -490,7 +505,12 @@ impl Desk {
     /// recorded, and the asset returns to where it was, re-checked against its consent (a
     /// published asset whose consent no longer allows publication is unpublished: held).
     /// Returns whether it is published (or on its way) again.
-    async fn restore(&self, id: Uuid, asset: Uuid, now: OffsetDateTime) -> Result<bool, RightsError> {
+    async fn restore(
+        &self,
+        id: Uuid,
+        asset: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, RightsError> {
         self.storage.unblock(id, asset).await?;
         let mut log = AssetLog::load(&self.storage, asset).await?;
         log.append_if(
@@ -505,7 +525,10 @@ impl Desk {
             None => None,
         };
         let refusal = match &consent {
-            Some(c) => c.check_for_publication(now).err().map(|why| why.to_string()),
+            Some(c) => c
+                .check_for_publication(now)
+                .err()
+                .map(|why| why.to_string()),
             None => Some("consent record is missing".to_owned()),
         };
         let mut republished = true;
@@ -519,7 +542,10 @@ impl Desk {
             .await?;
             republished = false;
         }
-        if matches!(log.state(), Some(AssetState::Received | AssetState::Processing)) {
+        if matches!(
+            log.state(),
+            Some(AssetState::Received | AssetState::Processing)
+        ) {
             let queue = self.queue.as_ref().ok_or(RightsError::NoQueue)?;
             queue.publish(&Job::new(asset).to_bytes()).await?;
         }

@@ -14,7 +14,7 @@ use asepsis_common::consent::{Consent, Method, Scope, Terms};
 use asepsis_common::envelope::BlobRole;
 use asepsis_common::faces::{Detector, Redacted, Scan, Unavailable, YuNet};
 use asepsis_common::job::Job;
-use asepsis_common::media::{Format, Limits};
+use asepsis_common::media::Limits;
 use asepsis_common::provenance::{AssetState, EventKind, EventName, Signer};
 use asepsis_common::rights::Recipient;
 use asepsis_queue::notify::InProcess;
@@ -28,7 +28,7 @@ use asepsis_worker::retention::Retention;
 use asepsis_worker::runner::{Handler, Outcome};
 use futures::TryStreamExt;
 use image::DynamicImage;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use uuid::Uuid;
 
 const DAY_MS: u64 = 86_400_000;
@@ -48,6 +48,8 @@ struct World {
     desk: Desk,
     queue: Arc<dyn Queue>,
     officer: Actor,
+    /// What the desk told assets' tenants.
+    notes: Arc<InProcess>,
 }
 
 impl World {
@@ -63,12 +65,13 @@ impl World {
         };
         let queue: Arc<dyn Queue> =
             Arc::new(EmbeddedQueue::open(&dir.path().join("queue"), policy).unwrap());
+        let notes = Arc::new(InProcess::new());
         let desk = Desk {
             storage: Storage::new(Arc::new(store), Arc::new(keyring)),
             signer: Arc::new(Signer::generate().unwrap()),
             queue: Some(queue.clone()),
             lock_ttl: Duration::from_secs(60),
-            notifier: Arc::new(asepsis_queue::notify::InProcess::new()),
+            notifier: notes.clone(),
             takedown: Default::default(),
         };
         let officer = Actor {
@@ -80,6 +83,7 @@ impl World {
             desk,
             queue,
             officer,
+            notes,
         }
     }
 
@@ -95,7 +99,9 @@ impl World {
             detector,
             notifier: Arc::new(InProcess::new()),
             cpu: Arc::new(tokio::sync::Semaphore::new(2)),
-            blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(self.desk.storage.clone())),
+            blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(
+                self.desk.storage.clone(),
+            )),
             match_distance: 31,
         }
     }
@@ -136,6 +142,11 @@ impl World {
 
     /// What ingest does with an upload.
     async fn receive(&self, bytes: &[u8], consent: Uuid) -> Uuid {
+        self.receive_as(bytes, consent, "clinic", "uploader-key")
+            .await
+    }
+
+    async fn receive_as(&self, bytes: &[u8], consent: Uuid, tenant: &str, uploader: &str) -> Uuid {
         let asset = Uuid::new_v4();
         let storage = self.storage();
         storage
@@ -146,14 +157,14 @@ impl World {
             )
             .await
             .unwrap();
-        storage.index_asset("clinic", consent, asset).await.unwrap();
+        storage.index_asset(tenant, consent, asset).await.unwrap();
         let what = EventKind::Received {
-            tenant: "clinic".into(),
+            tenant: tenant.into(),
             consent_id: consent,
-            format: Format::Jpeg,
+            format: asepsis_common::media::sniff(bytes).unwrap(),
             size_bytes: bytes.len() as u64,
             sha256: asepsis_common::sha256_hex(bytes),
-            uploader: None,
+            uploader: Some(uploader.into()),
         };
         storage
             .append_event(asset, &self.desk.signer, what)
@@ -623,4 +634,385 @@ async fn retention_purges_exactly_what_is_due_on_the_clock_it_is_given() {
         .filter(|e| e.entry.record.action == AuditAction::RetentionPurge)
         .count();
     assert_eq!(purges, 3);
+}
+
+/// The claimant's name and contact in the notices: personal data, never in the clear.
+const CLAIMANT: &str = "CLAIMANT-5e0b";
+
+/// A complete DMCA notice for `assets`, its claimant named by the canary.
+fn notice(assets: &[Uuid]) -> asepsis_common::takedown::NoticeForm {
+    serde_json::from_value(serde_json::json!({
+        "assets": assets.iter().map(|a| format!("https://site.example/media/{a}")).collect::<Vec<_>>(),
+        "claimant": {"name": format!("{CLAIMANT} Claimant"), "contact": format!("{CLAIMANT}@example.org")},
+        "work": "a photograph",
+        "statements": {"good_faith": true, "accurate_under_penalty_of_perjury": true},
+        "signature": format!("/{CLAIMANT}/"),
+    }))
+    .unwrap()
+}
+
+fn counter() -> asepsis_common::takedown::CounterForm {
+    serde_json::from_value(serde_json::json!({
+        "statements": {"good_faith_mistake": true, "consent_to_jurisdiction": true},
+        "signature": "/Clinic Counsel/",
+    }))
+    .unwrap()
+}
+
+/// `bytes` decoded, changed by `edit`, and saved as a JPEG at quality 70: what a re-uploader
+/// makes of a downloaded copy.
+fn reencoded(bytes: &[u8], edit: impl Fn(DynamicImage) -> DynamicImage) -> Vec<u8> {
+    let image = edit(image::load_from_memory(bytes).unwrap());
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 70)
+        .encode_image(&image.to_rgb8())
+        .unwrap();
+    out
+}
+
+async fn rejection(w: &World, asset: Uuid) -> Option<String> {
+    let log = AssetLog::load(w.storage(), asset).await.unwrap();
+    match log.last_of(EventName::Rejected) {
+        Some(EventKind::Rejected { reason }) => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+fn actions(entries: &[asepsis_common::audit::SignedAuditEntry]) -> Vec<AuditAction> {
+    entries.iter().map(|e| e.entry.record.action).collect()
+}
+
+#[tokio::test]
+async fn a_take_down_disables_blocks_copies_everywhere_and_is_restored_when_due() {
+    let w = World::new();
+    let mut notes = w.notes.subscribe();
+    let consent = w.consent("subj-dmca", &["education"]).await;
+    let (asset, bytes) = published(&w, consent).await;
+
+    let entered = w
+        .desk
+        .take_down(&w.officer, notice(&[asset]), None)
+        .await
+        .unwrap();
+    assert_eq!(w.state(asset).await, Some(AssetState::TakenDown));
+    let note = notes.recv().await.unwrap();
+    assert_eq!(
+        (note.asset_id, note.routing_key()),
+        (asset, "asset.taken_down".to_owned())
+    );
+    // Disabled, not deleted: the key and both blobs are still there.
+    assert!(
+        w.storage()
+            .get_blob(asset, BlobRole::Derivative)
+            .await
+            .is_ok()
+    );
+    assert!(
+        w.storage()
+            .get_blob(asset, BlobRole::Original)
+            .await
+            .is_ok()
+    );
+    // The crop grid and the flips of the image are blocked.
+    assert!(entered.blocked_hashes > 1000, "{}", entered.blocked_hashes);
+    // The claimant is sealed: no object holds the name in the clear.
+    for key in w.keys().await {
+        let bytes = w
+            .storage()
+            .object_store()
+            .get(&key.as_str().into())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(CLAIMANT), "{key}");
+    }
+
+    // The same file, a re-encoded copy and a half-size copy, in this tenant and another:
+    // each rejected naming the notice. An unrelated photo is published.
+    let other = w.consent("subj-other", &["education"]).await;
+    let copies = [
+        ("same file", bytes.clone(), "clinic"),
+        ("re-encoded", reencoded(&bytes, |i| i), "clinic"),
+        (
+            "half size",
+            reencoded(&bytes, |i| {
+                i.resize(
+                    i.width() / 2,
+                    i.height() / 2,
+                    image::imageops::FilterType::Triangle,
+                )
+            }),
+            "other-hospital",
+        ),
+    ];
+    let jobs = w.jobs(Arc::new(Unavailable("no model".into())));
+    for (what, copy, tenant) in copies {
+        let again = w.receive_as(&copy, other, tenant, "someone-else").await;
+        assert!(
+            matches!(jobs.handle(Job::new(again), 1).await, Outcome::Reject(_)),
+            "{what}"
+        );
+        assert_eq!(w.state(again).await, Some(AssetState::Rejected), "{what}");
+        let want = format!("matches content taken down under notice {}", entered.id);
+        assert_eq!(
+            rejection(&w, again).await.as_deref(),
+            Some(want.as_str()),
+            "{what}"
+        );
+    }
+    let unrelated = w
+        .receive(&corpus("jpeg/ianare-nikon-e950.jpg"), other)
+        .await;
+    assert_eq!(jobs.handle(Job::new(unrelated), 1).await, Outcome::Done);
+    assert_eq!(w.state(unrelated).await, Some(AssetState::Published));
+
+    // The uploader's tenant counters; the claimant is told; the restore waits 10 business days.
+    let uploader = Actor {
+        id: "uploader-key".into(),
+        tenant: "clinic".into(),
+    };
+    let stranger = Actor {
+        id: "k".into(),
+        tenant: "other-hospital".into(),
+    };
+    assert!(matches!(
+        w.desk
+            .counter_notice(&stranger, entered.id, counter())
+            .await,
+        Err(asepsis_rights::RightsError::NotFound)
+    ));
+    let bad = serde_json::from_value(serde_json::json!({"signature": "x"})).unwrap();
+    let err = w
+        .desk
+        .counter_notice(&uploader, entered.id, bad)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("statements.good_faith_mistake: must be true"),
+        "{err}"
+    );
+    let countered = w
+        .desk
+        .counter_notice(&uploader, entered.id, counter())
+        .await
+        .unwrap();
+    let due = countered.restore_due;
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        due - now >= time::Duration::days(14) - time::Duration::MINUTE,
+        "{due}"
+    );
+    let note = notes.recv().await.unwrap();
+    assert_eq!(note.routing_key(), "asset.counter_noticed");
+    assert!(
+        !w.desk
+            .counter_notice(&uploader, entered.id, counter())
+            .await
+            .unwrap()
+            .changed
+    );
+
+    // Not yet due: nothing happens. When due: restored, published again, unblocked.
+    let early = w
+        .desk
+        .run_takedowns(due - time::Duration::SECOND)
+        .await
+        .unwrap();
+    assert_eq!(early.restored, 0);
+    assert_eq!(w.state(asset).await, Some(AssetState::TakenDown));
+    let run = w.desk.run_takedowns(due).await.unwrap();
+    assert_eq!((run.restored, run.restored_held), (1, 0));
+    assert_eq!(w.state(asset).await, Some(AssetState::Published));
+    assert!(w.storage().block_entries().await.unwrap().is_empty());
+    let record = w.desk.takedown(entered.id, None).await.unwrap();
+    assert_eq!(record.status(), "restored");
+    let steps: Vec<String> = record
+        .timeline
+        .iter()
+        .map(|s| {
+            serde_json::to_value(s).unwrap()["step"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["received", "notified", "counter_noticed", "restored"]
+    );
+    assert_eq!(w.desk.run_takedowns(due).await.unwrap().restored, 0);
+    // A privacy officer of another tenant does not see it.
+    assert!(
+        w.desk
+            .takedown(entered.id, Some("other-hospital"))
+            .await
+            .is_err()
+    );
+
+    let audit = actions(&w.storage().audit_log().await.unwrap());
+    for action in [
+        AuditAction::TakedownReceive,
+        AuditAction::TakedownCounterNotice,
+        AuditAction::TakedownRestore,
+    ] {
+        assert!(audit.contains(&action), "{action:?} in {audit:?}");
+    }
+    assert!(!format!("{:?}", w.storage().audit_log().await.unwrap()).contains(CLAIMANT));
+}
+
+#[tokio::test]
+async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_the_key() {
+    let w = World::new();
+    let (token, key) =
+        asepsis_common::apikey::generate("clinic", asepsis_common::apikey::Role::Uploader, 0)
+            .unwrap();
+    assert!(token.starts_with("asp_"));
+    w.storage().put_api_key(&key).await.unwrap();
+    let consent = w.consent("subj-repeat", &["education"]).await;
+    let jobs = w.jobs(Arc::new(Unavailable("no model".into())));
+    let photos = [
+        "jpeg/ianare-DSCN0010.jpg",
+        "jpeg/ianare-nikon-e950.jpg",
+        "jpeg/ianare-sanyo-vpcsx550.jpg",
+        "jpeg/ianare-olympus-d320l.jpg",
+    ];
+    let mut assets = Vec::new();
+    for photo in photos {
+        let asset = w
+            .receive_as(&corpus(photo), consent, "clinic", &key.id)
+            .await;
+        assert_eq!(jobs.handle(Job::new(asset), 1).await, Outcome::Done);
+        assert_eq!(w.state(asset).await, Some(AssetState::Published), "{photo}");
+        assets.push(asset);
+    }
+    let uploader = Actor {
+        id: key.id.clone(),
+        tenant: "clinic".into(),
+    };
+
+    // A notice missing an element is refused, naming it.
+    let mut bad = serde_json::to_value(serde_json::json!({
+        "assets": [assets[0]], "claimant": {"name": "n", "contact": "c"}, "work": "w",
+        "statements": {"good_faith": true}, "signature": "s"
+    }))
+    .unwrap();
+    let form = serde_json::from_value(bad.take()).unwrap();
+    let err = w.desk.take_down(&w.officer, form, None).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("statements.accurate_under_penalty_of_perjury: must be true (17 U.S.C. 512(c)(3)(A)(vi))"),
+        "{err}"
+    );
+    assert_eq!(w.state(assets[0]).await, Some(AssetState::Published));
+    // A privacy officer names only its own tenant's assets.
+    let err = w
+        .desk
+        .take_down(&w.officer, notice(&[assets[0]]), Some("other"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "assets[0]: no such asset");
+
+    // First notice: countered, then the claimant's court action: never restored.
+    let first = w
+        .desk
+        .take_down(&w.officer, notice(&[assets[0]]), None)
+        .await
+        .unwrap();
+    let due = w
+        .desk
+        .counter_notice(&uploader, first.id, counter())
+        .await
+        .unwrap()
+        .restore_due;
+    let upheld = w
+        .desk
+        .court_action(&w.officer, first.id, None)
+        .await
+        .unwrap();
+    assert_eq!(upheld.status(), "upheld");
+    let run = w
+        .desk
+        .run_takedowns(due + time::Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(run.restored, 0);
+    assert_eq!(w.state(assets[0]).await, Some(AssetState::TakenDown));
+    assert!(
+        w.storage()
+            .api_key(&key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+            .is_none()
+    );
+
+    // Second: upheld by court action too; third: nobody counters it within the window.
+    let second = w
+        .desk
+        .take_down(&w.officer, notice(&[assets[1]]), None)
+        .await
+        .unwrap();
+    w.desk
+        .court_action(&w.officer, second.id, None)
+        .await
+        .unwrap();
+    assert!(
+        w.storage()
+            .api_key(&key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+            .is_none()
+    );
+    let third = w
+        .desk
+        .take_down(&w.officer, notice(&[assets[2]]), None)
+        .await
+        .unwrap();
+    let listing = w.desk.takedowns(None, Some(&key.id)).await.unwrap();
+    assert_eq!(listing.takedowns.len(), 3);
+    assert_eq!(listing.upheld.by_uploader.get(&key.id), Some(&2));
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(15);
+    w.desk
+        .court_action(&w.officer, third.id, None)
+        .await
+        .unwrap();
+    let record = w.storage().api_key(&key.id).await.unwrap().unwrap();
+    let disabled = record
+        .disabled
+        .expect("the third upheld notice disables the key");
+    assert!(
+        disabled.reason.contains("repeat-infringer policy: 3"),
+        "{}",
+        disabled.reason
+    );
+    let audit = w.storage().audit_log().await.unwrap();
+    let disable = audit
+        .iter()
+        .find(|e| e.entry.record.action == AuditAction::KeyDisable)
+        .unwrap();
+    assert_eq!(disable.entry.record.targets[0], format!("key:{}", key.id));
+
+    // A fourth notice nobody counters is upheld when its window closes.
+    let fourth = w
+        .desk
+        .take_down(&w.officer, notice(&[assets[3]]), None)
+        .await
+        .unwrap();
+    let run = w.desk.run_takedowns(later).await.unwrap();
+    assert_eq!(run.upheld, 1);
+    assert_eq!(
+        w.desk.takedown(fourth.id, None).await.unwrap().status(),
+        "upheld"
+    );
+    let counts = w.desk.takedowns(None, None).await.unwrap().upheld;
+    assert_eq!(counts.by_uploader.get(&key.id), Some(&4));
+    assert_eq!(counts.by_tenant.get("clinic"), Some(&4));
+    assert!(
+        actions(&w.storage().audit_log().await.unwrap()).contains(&AuditAction::TakedownUphold)
+    );
 }

@@ -871,8 +871,12 @@ impl Storage {
         ttl_ms: u64,
     ) -> Result<bool, StorageError> {
         let subject = subject_hash(tenant, subject_ref);
-        self.lock(&Object::SubjectLock(tenant, &subject).path(), holder, ttl_ms)
-            .await
+        self.lock(
+            &Object::SubjectLock(tenant, &subject).path(),
+            holder,
+            ttl_ms,
+        )
+        .await
     }
 
     /// Release the subject's lock. Idempotent.

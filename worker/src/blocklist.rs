@@ -37,7 +37,11 @@ impl BlockList {
     ///
     /// # Errors
     /// Store failures (the job is retried: never published unchecked).
-    pub async fn matching(&self, pdq: &Pdq, max_distance: u32) -> Result<Option<Uuid>, StorageError> {
+    pub async fn matching(
+        &self,
+        pdq: &Pdq,
+        max_distance: u32,
+    ) -> Result<Option<Uuid>, StorageError> {
         if pdq.quality < MIN_QUALITY {
             return Ok(None);
         }

@@ -267,7 +267,10 @@ impl AssetJobs {
     }
 
     /// Why content with this hash may not be published: it matches a take-down's.
-    async fn blocked(&self, pdq: Option<&asepsis_common::pdq::Pdq>) -> Result<Option<String>, Stop> {
+    async fn blocked(
+        &self,
+        pdq: Option<&asepsis_common::pdq::Pdq>,
+    ) -> Result<Option<String>, Stop> {
         let Some(pdq) = pdq else {
             return Ok(None);
         };

@@ -32,7 +32,9 @@ pub async fn schedule(desk: Desk, interval_secs: u64, instance: Uuid, shutdown: 
                     "take-down run"
                 ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "take-down run failed; the next one carries on"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "take-down run failed; the next one carries on")
+                }
             },
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "take-down lease unavailable"),
