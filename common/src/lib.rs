@@ -5,7 +5,8 @@
 //! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
 //! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
 //! signed audit log's entries (`audit`), consent rules (`consent`), the publication policy
-//! (`policy`), the rules of a subject's rights and the accounting of disclosures (`rights`),
+//! (`policy`), PDQ perceptual hashes, the hashes a take-down blocks and their index (`pdq`),
+//! the rules of a subject's rights and the accounting of disclosures (`rights`),
 //! retention (`retention`), API-key parsing (`apikey`), small-cell-suppressed statistics
 //! (`stats`), and the job and notification schemas (`job`, `notify`).
 //!
@@ -21,6 +22,7 @@ pub mod job;
 pub mod keys;
 pub mod media;
 pub mod notify;
+pub mod pdq;
 pub mod pipeline;
 pub mod policy;
 pub mod provenance;
