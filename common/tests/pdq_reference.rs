@@ -3,10 +3,11 @@
 //!
 //! The Python side decodes with Pillow (pillow-heif for HEIC), upright (`exif_transpose`), in
 //! RGB; ours decodes with `faces::decode_upright`. Meta's conformance rule: hashes of quality
-//! >= 80 within 10 bits, asserted for the original and its 8 dihedral hashes. Files either
-//! side cannot decode are skipped and counted; files the two decoders turn upright differently
-//! are listed and counted. Needs
-//! python3 with pdqhash, numpy, Pillow and pillow-heif: scripts/test installs them.
+//! 80 or more within 10 bits, asserted for the original and its 8 dihedral hashes. Files
+//! either side cannot decode are skipped and counted; files the two decoders turn upright
+//! differently are listed, counted, and compared with the reference's hash of the pixels as
+//! stored. Needs python3 with pdqhash, numpy, Pillow and pillow-heif: scripts/test installs
+//! them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
