@@ -5,8 +5,10 @@
 //! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
 //! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
 //! signed audit log's entries (`audit`), consent rules (`consent`), the publication policy
-//! (`policy`), the rules of a subject's rights and the accounting of disclosures (`rights`),
-//! retention (`retention`), DMCA take-downs (`takedown`), API-key parsing (`apikey`), small-cell-suppressed statistics
+//! (`policy`), PDQ perceptual hashes, the hashes a take-down blocks and their index (`pdq`),
+//! the rules of a subject's rights and the accounting of disclosures (`rights`),
+//! retention (`retention`), DMCA take-downs (`takedown`), API-key parsing (`apikey`),
+//! small-cell-suppressed statistics
 //! (`stats`), and the job and notification schemas (`job`, `notify`).
 //!
 //! It must not do I/O: no tokio, no sockets, no files, no environment, no logging. Storage,
