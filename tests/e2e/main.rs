@@ -13,6 +13,7 @@ mod refusals;
 mod review;
 mod rights;
 mod support;
+mod takedowns;
 mod withdrawal;
 
 use reqwest::StatusCode;
@@ -64,6 +65,7 @@ async fn whole_service(kind: Kind) {
     refusals::refusals_name_the_problem(&c, &deidentified, &held).await;
     crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
     rights::a_subjects_rights_work_end_to_end(&c).await;
+    takedowns::a_take_down_runs_its_course(&c).await;
 
     // Every privileged action is in the signed audit log, with ids only.
     let (status, audit) = c.d.get_json(&c.officer, "/v1/audit").await;
@@ -83,6 +85,9 @@ async fn whole_service(kind: Kind) {
         "consent-rectify",
         "subject-export",
         "subject-erase",
+        "takedown-receive",
+        "takedown-counter-notice",
+        "takedown-court-action",
     ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
