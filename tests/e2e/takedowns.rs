@@ -33,16 +33,22 @@ pub async fn a_take_down_runs_its_course(c: &Ctx) {
     } = c;
     let photo = corpus("jpeg/ianare-sanyo-vpcsx550.jpg");
     let consent = d.consent(uploader, "identifiable", canary).await;
-    let asset = d.upload_id(uploader, photo.clone(), "x.jpg", &consent).await;
+    let asset = d
+        .upload_id(uploader, photo.clone(), "x.jpg", &consent)
+        .await;
     if d.settled(uploader, &asset).await["state"] == "held" {
         let path = format!("/v1/assets/{asset}/review");
-        let (status, body) = d.post_json(reviewer, &path, json!({"decision": "approve"})).await;
+        let (status, body) = d
+            .post_json(reviewer, &path, json!({"decision": "approve"}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     assert_eq!(d.media(&asset, None).await.0, StatusCode::OK);
 
     // Only the desk enters notices; one missing an element is refused, naming it.
-    let (status, _) = d.post_json(uploader, "/v1/takedowns", notice(&asset, canary)).await;
+    let (status, _) = d
+        .post_json(uploader, "/v1/takedowns", notice(&asset, canary))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let mut incomplete = notice(&asset, canary);
     incomplete.as_object_mut().unwrap().remove("signature");
@@ -59,9 +65,14 @@ pub async fn a_take_down_runs_its_course(c: &Ctx) {
     assert!(!body.to_string().contains(canary.as_str()), "{body}");
 
     // The notice: off the website before the answer.
-    let (status, entered) = d.post_json(officer, "/v1/takedowns", notice(&asset, canary)).await;
+    let (status, entered) = d
+        .post_json(officer, "/v1/takedowns", notice(&asset, canary))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{entered}");
-    assert!(entered["blocked_hashes"].as_u64().unwrap() > 1000, "{entered}");
+    assert!(
+        entered["blocked_hashes"].as_u64().unwrap() > 1000,
+        "{entered}"
+    );
     let id = entered["id"].as_str().unwrap().to_owned();
     assert_eq!(d.media(&asset, None).await.0, StatusCode::NOT_FOUND);
     let (_, status_now) = d.get_json(uploader, &format!("/v1/assets/{asset}")).await;
@@ -107,7 +118,13 @@ pub async fn a_take_down_runs_its_course(c: &Ctx) {
         .collect();
     assert_eq!(
         steps,
-        ["received", "notified", "counter_noticed", "court_action", "upheld"]
+        [
+            "received",
+            "notified",
+            "counter_noticed",
+            "court_action",
+            "upheld"
+        ]
     );
     assert_eq!(d.media(&asset, None).await.0, StatusCode::NOT_FOUND);
 
@@ -117,7 +134,11 @@ pub async fn a_take_down_runs_its_course(c: &Ctx) {
         .get_json(officer, &format!("/v1/takedowns?uploader={key_id}"))
         .await;
     assert_eq!(status, StatusCode::OK, "{listing}");
-    assert_eq!(listing["takedowns"].as_array().unwrap().len(), 1, "{listing}");
+    assert_eq!(
+        listing["takedowns"].as_array().unwrap().len(),
+        1,
+        "{listing}"
+    );
     assert_eq!(listing["upheld"]["by_uploader"][key_id], 1, "{listing}");
     assert_eq!(listing["upheld"]["by_tenant"]["clinic-a"], 1, "{listing}");
 }
