@@ -5,7 +5,8 @@
 //! cargo run --release -p asepsis-common --example pdq -- --bench-index 1300000
 //! ```
 //!
-//! Per file one JSON line: `{"file", "hash", "quality", "ms"}` (`ms`: decode excluded), with
+//! Per file one JSON line: `{"file", "hash", "quality", "ms", "query"}` (`ms`: decode
+//! excluded; `query`: what the worker matches against the block list), with
 //! `--block` also `"block": [hashes...]` and `"block_ms"`; or `{"file", "error"}`.
 //! `--bench-index N` builds an `Index` of N hashes twice, uniform random and clustered like
 //! take-downs (N / 1296 images of 1296 near-identical crop hashes each), and prints build
@@ -45,8 +46,11 @@ fn main() {
                 let start = Instant::now();
                 let p = pdq::hash(&image);
                 let ms = ms(start.elapsed());
-                let mut line =
-                    json!({ "file": file, "hash": p.hash, "quality": p.quality, "ms": ms });
+                let query: Vec<pdq::Hash> =
+                    pdq::query_hashes(&image).iter().map(|q| q.hash).collect();
+                let mut line = json!({
+                    "file": file, "hash": p.hash, "quality": p.quality, "ms": ms, "query": query,
+                });
                 if block {
                     let start = Instant::now();
                     let hashes = pdq::block_hashes(&image);

@@ -149,6 +149,57 @@ pub fn dihedral(image: &DynamicImage) -> [Pdq; 8] {
     })
 }
 
+/// Widest margin trimmed from each side by [`query_hashes`], as a share of that dimension.
+const MAX_TRIM: u32 = 4;
+/// How far (per channel) a margin pixel may stray from the corner's colour and still be
+/// margin: JPEG ringing and noise on a flat border.
+const TRIM_TOLERANCE: u8 = 24;
+
+/// The hashes an upload is matched with: its own, and when it has flat margins (a border a
+/// re-uploader added, which no crop of the original reproduces), the hash of what is inside
+/// them. Only hashes of quality >= [`MIN_QUALITY`].
+pub fn query_hashes(image: &DynamicImage) -> Vec<Pdq> {
+    let mut out = vec![hash(image)];
+    if let Some((x, y, w, h)) = inside_margins(image) {
+        out.push(hash(&image.crop_imm(x, y, w, h)));
+    }
+    out.retain(|p| p.quality >= MIN_QUALITY);
+    out
+}
+
+/// The rectangle inside flat margins of the corner's colour (each at most a quarter of its
+/// dimension), or `None` when there is no margin of at least 2 pixels.
+fn inside_margins(image: &DynamicImage) -> Option<(u32, u32, u32, u32)> {
+    let rgb = image.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    if w < 32 || h < 32 {
+        return None;
+    }
+    let corner = *rgb.get_pixel(0, 0);
+    let near = |x: u32, y: u32| {
+        let p = rgb.get_pixel(x, y);
+        (0..3).all(|c| p[c].abs_diff(corner[c]) <= TRIM_TOLERANCE)
+    };
+    let flat_row = |y: u32| (0..w).all(|x| near(x, y));
+    let flat_col = |x: u32, top: u32, bottom: u32| (top..bottom).all(|y| near(x, y));
+    let (mut top, mut bottom) = (0, h);
+    while top < h / MAX_TRIM && flat_row(top) {
+        top += 1;
+    }
+    while h - bottom < h / MAX_TRIM && flat_row(bottom - 1) {
+        bottom -= 1;
+    }
+    let (mut left, mut right) = (0, w);
+    while left < w / MAX_TRIM && flat_col(left, top, bottom) {
+        left += 1;
+    }
+    while w - right < w / MAX_TRIM && flat_col(right - 1, top, bottom) {
+        right -= 1;
+    }
+    let trimmed = top + (h - bottom) + left + (w - right);
+    (trimmed >= 2).then_some((left, top, right - left, bottom - top))
+}
+
 /// What a take-down blocks for one image: the hashes of a grid of crops (each of the 4 sides
 /// cut 0, 2.5, 5, 7.5, 10, 12.5 % → 6^4 = 1296 crops) plus the 8 dihedral variants of the
 /// whole image; only hashes of quality >= [`MIN_QUALITY`]; deduplicated, the dihedral ones
@@ -626,6 +677,28 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn a_border_added_around_an_image_is_trimmed_for_the_query() {
+        let inner = image::RgbImage::from_fn(200, 150, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x * y) % 256) as u8,
+            ])
+        });
+        let mut framed = image::RgbImage::from_pixel(220, 170, image::Rgb([0, 0, 0]));
+        image::imageops::replace(&mut framed, &inner, 10, 10);
+        let (inner, framed) = (
+            DynamicImage::ImageRgb8(inner),
+            DynamicImage::ImageRgb8(framed),
+        );
+        assert_eq!(inside_margins(&framed), Some((10, 10, 200, 150)));
+        let queries = query_hashes(&framed);
+        assert_eq!(queries.len(), 2);
+        assert_eq!(queries[1].hash, hash(&inner).hash);
+        assert_eq!(inside_margins(&inner), None);
+    }
     use image::{Rgb, RgbImage};
 
     /// A deterministic photo-like test image: overlapping soft blobs of random size, place and

@@ -32,6 +32,9 @@ pub struct Decided {
     pub scan: Scan,
     /// The original's perceptual hash, when it decoded.
     pub pdq: Option<Pdq>,
+    /// What the block list is asked about (`pdq::query_hashes`): the hash, and the hash
+    /// inside flat margins when it has any.
+    pub block_queries: Vec<Pdq>,
     /// Set when the policy asked for the faces to be redacted and the redaction was done.
     pub redaction: Option<Redaction>,
     /// Publish, hold or internal; never redact (redaction ends in publish or hold).
@@ -72,6 +75,7 @@ pub fn process(
         Err(e) => return Processed::Rejected(e),
     };
     let decoded = detector.decode(original);
+    let block_queries = decoded.as_ref().map(pdq::query_hashes).unwrap_or_default();
     let pdq = decoded.as_ref().ok().map(pdq::hash);
     let scan = match &decoded {
         Ok(image) => detector.scan_decoded(image),
@@ -92,6 +96,7 @@ pub fn process(
         stripped,
         scan,
         pdq,
+        block_queries,
         redaction,
         decision,
         reason,

@@ -103,6 +103,10 @@ async fn openapi_lists_every_route() {
         "/v1/subjects/{ref}/object",
         "/v1/subjects/{ref}/export",
         "/v1/subjects/{ref}/disclosures",
+        "/v1/takedowns",
+        "/v1/takedowns/{id}",
+        "/v1/takedowns/{id}/counter-notice",
+        "/v1/takedowns/{id}/court-action",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -487,4 +491,113 @@ async fn rectification_versions_the_consent_and_names_a_bad_field() {
     let reviewer = key(&state, Role::Reviewer).await;
     let (status, _) = send(app, "PATCH", &reviewer, &path, body).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn take_down_routes_check_roles_and_elements_and_a_disabled_key_is_told_why() {
+    use asepsis_common::apikey::{Disabled, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let claimant = "CLAIMANT-http-91c2";
+    let notice = serde_json::json!({
+        "assets": [format!("/media/{}", uuid::Uuid::new_v4())],
+        "claimant": {"name": claimant, "contact": claimant},
+        "work": "w",
+        "statements": {"good_faith": true, "accurate_under_penalty_of_perjury": true},
+        "signature": claimant,
+    });
+    for role in [Role::Uploader, Role::Reviewer] {
+        let k = key(&state, role).await;
+        let (status, _) = send(
+            app.clone(),
+            "POST",
+            &k,
+            "/v1/takedowns",
+            &notice.to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let operator = key(&state, Role::Operator).await;
+    // Every element checked, named with its clause; the claimant never quoted back.
+    let (status, text) = send(
+        app.clone(),
+        "POST",
+        &operator,
+        "/v1/takedowns",
+        &notice.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("assets[0]: no such asset"), "{text}");
+    for (field, want) in [
+        ("work", "work: required (17 U.S.C. 512(c)(3)(A)(ii))"),
+        (
+            "claimant",
+            "claimant.name: required (17 U.S.C. 512(c)(3)(A)(iv))",
+        ),
+        (
+            "statements",
+            "statements.good_faith: must be true (17 U.S.C. 512(c)(3)(A)(v))",
+        ),
+    ] {
+        let mut body = notice.clone();
+        body.as_object_mut().unwrap().remove(field);
+        let (status, text) = send(
+            app.clone(),
+            "POST",
+            &operator,
+            "/v1/takedowns",
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {text}");
+        assert!(text.contains(want), "{field}: {text}");
+        assert!(!text.contains(claimant), "{text}");
+    }
+    let mut body = notice.clone();
+    body["statements"]["good_faith"] = serde_json::json!(claimant);
+    let (status, text) = send(
+        app.clone(),
+        "POST",
+        &operator,
+        "/v1/takedowns",
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("statements.good_faith"), "{text}");
+    assert!(!text.contains(claimant), "{text}");
+    let (status, _) = send(
+        app.clone(),
+        "GET",
+        &operator,
+        &format!("/v1/takedowns/{}", uuid::Uuid::new_v4()),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, text) = send(app.clone(), "GET", &operator, "/v1/takedowns", "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains(r#""takedowns":[]"#), "{text}");
+
+    // A key disabled under the repeat-infringer policy: 401, saying why.
+    let uploader = key(&state, Role::Uploader).await;
+    let id = uploader.split('_').nth(1).unwrap();
+    let reason =
+        "disabled under the repeat-infringer policy: 3 take-down notices upheld".to_owned();
+    assert!(
+        state
+            .storage
+            .disable_api_key(id, Disabled { at_ms: 1, reason })
+            .await
+            .unwrap()
+    );
+    let (status, text) = send(app.clone(), "GET", &uploader, "/v1/review", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        text.contains("this API key was disabled: disabled under the repeat-infringer policy"),
+        "{text}"
+    );
 }

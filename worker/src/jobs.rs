@@ -211,7 +211,7 @@ impl AssetJobs {
             match self.run_pipeline(original, &consent).await? {
                 Processed::Rejected(e) => return self.reject(&mut log, e.to_string()).await,
                 Processed::Decided(decided) => {
-                    if let Some(reason) = self.blocked(decided.pdq.as_ref()).await? {
+                    if let Some(reason) = self.blocked(&decided.block_queries).await? {
                         if !log.has(EventName::Scanned) {
                             self.record(&mut log, scanned(&decided.scan, decided.pdq))
                                 .await?;
@@ -227,7 +227,9 @@ impl AssetJobs {
             _ => return Err(Stop::Impossible("no verdict after deciding")),
         };
         if decided == Decision::Publish
-            && let Some(reason) = self.blocked(log.pdq().as_ref()).await?
+            && let Some(reason) = self
+                .blocked(&log.pdq().into_iter().collect::<Vec<_>>())
+                .await?
         {
             // Taken down (another copy) while this one was processed.
             return self.reject(&mut log, reason).await;
@@ -266,16 +268,16 @@ impl AssetJobs {
         Ok(Outcome::Done)
     }
 
-    /// Why content with this hash may not be published: it matches a take-down's.
-    async fn blocked(
-        &self,
-        pdq: Option<&asepsis_common::pdq::Pdq>,
-    ) -> Result<Option<String>, Stop> {
-        let Some(pdq) = pdq else {
-            return Ok(None);
-        };
-        let found = self.blocklist.matching(pdq, self.match_distance).await?;
-        Ok(found.map(|notice| format!("matches content taken down under notice {notice}")))
+    /// Why content with these hashes may not be published: one matches a take-down's.
+    async fn blocked(&self, queries: &[asepsis_common::pdq::Pdq]) -> Result<Option<String>, Stop> {
+        for pdq in queries {
+            if let Some(notice) = self.blocklist.matching(pdq, self.match_distance).await? {
+                return Ok(Some(format!(
+                    "matches content taken down under notice {notice}"
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// The pipeline in one blocking task, once a CPU permit is free.
@@ -305,6 +307,7 @@ impl AssetJobs {
             stripped_sha256,
             scan,
             pdq,
+            block_queries: _,
             redaction,
             decision,
             reason,
