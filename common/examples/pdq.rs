@@ -46,8 +46,10 @@ fn main() {
                 let start = Instant::now();
                 let p = pdq::hash(&image);
                 let ms = ms(start.elapsed());
-                let query: Vec<pdq::Hash> =
-                    pdq::query_hashes(&image).iter().map(|q| q.hash).collect();
+                let query: Vec<pdq::Hash> = pdq::query_hashes(&image, p)
+                    .iter()
+                    .map(|q| q.hash)
+                    .collect();
                 let mut line = json!({
                     "file": file, "hash": p.hash, "quality": p.quality, "ms": ms, "query": query,
                 });

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 
 use image::DynamicImage;
+use image::imageops::FilterType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Hashes at most this far apart (Hamming) are the same picture.
@@ -155,11 +156,11 @@ const MAX_TRIM: u32 = 4;
 /// margin: JPEG ringing and noise on a flat border.
 const TRIM_TOLERANCE: u8 = 24;
 
-/// The hashes an upload is matched with: its own, and when it has flat margins (a border a
-/// re-uploader added, which no crop of the original reproduces), the hash of what is inside
-/// them. Only hashes of quality >= [`MIN_QUALITY`].
-pub fn query_hashes(image: &DynamicImage) -> Vec<Pdq> {
-    let mut out = vec![hash(image)];
+/// The hashes an upload is matched with: its own (`own`, [`hash`] of `image`), and when it
+/// has flat margins (a border a re-uploader added, which no crop of the original
+/// reproduces), the hash of what is inside them. Only hashes of quality >= [`MIN_QUALITY`].
+pub fn query_hashes(image: &DynamicImage, own: Pdq) -> Vec<Pdq> {
+    let mut out = vec![own];
     if let Some((x, y, w, h)) = inside_margins(image) {
         out.push(hash(&image.crop_imm(x, y, w, h)));
     }
@@ -202,8 +203,8 @@ fn inside_margins(image: &DynamicImage) -> Option<(u32, u32, u32, u32)> {
 
 /// What a take-down blocks for one image: the hashes of a grid of crops (each of the 4 sides
 /// cut 0, 2.5, 5, 7.5, 10, 12.5 % → 6^4 = 1296 crops) plus the 8 dihedral variants of the
-/// whole image; only hashes of quality >= [`MIN_QUALITY`]; deduplicated, the dihedral ones
-/// first.
+/// whole image, of its mirror image and of its half-size copies; only hashes of quality >=
+/// [`MIN_QUALITY`]; deduplicated, the dihedral ones first.
 ///
 /// The crops are cut from one copy binned down to at most 512 pixels on its longer side (a
 /// box average, which the tent filter barely sees), and share their vertical filtering
@@ -229,6 +230,15 @@ pub fn block_hashes(image: &DynamicImage) -> Vec<Hash> {
             },
             &mut out,
         );
+    }
+    // A re-uploader's mirrored and half-size copies, hashed as such: PDQ's sampling is not
+    // exactly mirror- or scale-symmetric, least on small images.
+    let (w, h) = (image.width(), image.height());
+    let half =
+        |i: &DynamicImage| i.resize_exact(w.div_ceil(2), h.div_ceil(2), FilterType::Lanczos3);
+    let mirrored = image.fliph();
+    for variant in [half(image), half(&mirrored), mirrored] {
+        keep(hash(&variant), &mut out);
     }
     let small = full.binned(BLOCK_SIDE);
     let cut = |side: usize, permille: usize| (side * permille + 500) / 1000;
@@ -694,7 +704,7 @@ mod tests {
             DynamicImage::ImageRgb8(framed),
         );
         assert_eq!(inside_margins(&framed), Some((10, 10, 200, 150)));
-        let queries = query_hashes(&framed);
+        let queries = query_hashes(&framed, hash(&framed));
         assert_eq!(queries.len(), 2);
         assert_eq!(queries[1].hash, hash(&inner).hash);
         assert_eq!(inside_margins(&inner), None);
@@ -862,7 +872,7 @@ mod tests {
         let img = picture(640, 480, 3);
         let block = block_hashes(&img);
         assert!(
-            block.len() > 100 && block.len() <= 1296 + 8,
+            block.len() > 100 && block.len() <= 1296 + 8 + 3,
             "{}",
             block.len()
         );

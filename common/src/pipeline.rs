@@ -75,8 +75,11 @@ pub fn process(
         Err(e) => return Processed::Rejected(e),
     };
     let decoded = detector.decode(original);
-    let block_queries = decoded.as_ref().map(pdq::query_hashes).unwrap_or_default();
     let pdq = decoded.as_ref().ok().map(pdq::hash);
+    let block_queries = match (&decoded, pdq) {
+        (Ok(image), Some(own)) => pdq::query_hashes(image, own),
+        _ => Vec::new(),
+    };
     let scan = match &decoded {
         Ok(image) => detector.scan_decoded(image),
         Err(why) => Scan::not_scanned(why.clone()),

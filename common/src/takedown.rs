@@ -74,8 +74,9 @@ impl Settings {
     }
 }
 
-/// A notice as a client sent it. Fields are optional so that a missing element is named.
-#[derive(Debug, Default, Deserialize)]
+/// A notice as a client sent it. Fields are optional so that a missing element is named. No
+/// `Debug`: it holds the claimant's personal data.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeForm {
     #[serde(default)]
@@ -87,14 +88,14 @@ pub struct NoticeForm {
     pub signature: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimantForm {
     pub name: Option<String>,
     pub contact: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeStatements {
     #[serde(default)]
@@ -104,7 +105,7 @@ pub struct NoticeStatements {
 }
 
 /// A counter-notice as the uploader's tenant sent it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CounterForm {
     #[serde(default)]
@@ -115,7 +116,7 @@ pub struct CounterForm {
     pub contact: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CounterStatements {
     #[serde(default)]
@@ -468,9 +469,21 @@ impl Takedown {
     ///
     /// # Errors
     /// [`TakedownError::Conflict`] when everything was already restored.
-    pub fn court_action(&mut self, now: OffsetDateTime) -> Result<usize, TakedownError> {
-        let open = |s: &Status| matches!(s, Status::TakenDown | Status::RestoreScheduled { .. });
-        let upheld = self.assets.iter().filter(|a| open(&a.status)).count();
+    /// `tenant`: only that tenant's assets (a privacy officer's); `None`: all.
+    pub fn court_action(
+        &mut self,
+        now: OffsetDateTime,
+        tenant: Option<&str>,
+    ) -> Result<usize, TakedownError> {
+        let mine = |a: &NoticedAsset| tenant.is_none_or(|t| t == a.tenant);
+        let open = |a: &NoticedAsset| {
+            mine(a)
+                && matches!(
+                    a.status,
+                    Status::TakenDown | Status::RestoreScheduled { .. }
+                )
+        };
+        let upheld = self.assets.iter().filter(|a| open(a)).count();
         if upheld == 0 {
             if self.has_step(|s| matches!(s, StepKind::CourtAction)) {
                 return Ok(0);
@@ -480,7 +493,7 @@ impl Takedown {
             ));
         }
         for a in &mut self.assets {
-            if open(&a.status) {
+            if open(a) {
                 a.status = Status::Upheld {
                     why: Upheld::CourtAction,
                 };
@@ -599,9 +612,10 @@ pub fn upheld_counts<'a>(takedowns: impl IntoIterator<Item = &'a Takedown>) -> C
     counts
 }
 
-/// `days` US business days after `from` (same time of day): weekends and US federal holidays
-/// (as observed: a Saturday holiday on the Friday before, a Sunday one on the Monday after)
-/// are skipped. Dates are taken in UTC.
+/// The end (midnight UTC) of the `days`th US business day after `from`'s day: so at least
+/// `days` whole business days pass, whatever the time and day `from` falls on. Weekends and US
+/// federal holidays (as observed: a Saturday holiday on the Friday before, a Sunday one on the
+/// Monday after) are skipped.
 pub fn add_business_days(from: OffsetDateTime, days: u32) -> OffsetDateTime {
     let from = from.to_offset(time::UtcOffset::UTC);
     let mut date = from.date();
@@ -615,7 +629,8 @@ pub fn add_business_days(from: OffsetDateTime, days: u32) -> OffsetDateTime {
             left -= 1;
         }
     }
-    from.replace_date(date)
+    let end = date.next_day().unwrap_or(date);
+    end.midnight().assume_utc()
 }
 
 pub fn is_business_day(date: Date) -> bool {
@@ -746,9 +761,13 @@ mod tests {
 
     #[test]
     fn business_days_skip_weekends_and_federal_holidays() {
-        // Friday 2026-11-20 + 10: the weekends and Thanksgiving (Thu 26 Nov) are skipped.
+        // Friday 2026-11-20 + 10: the weekends and Thanksgiving (Thu 26 Nov) are skipped; due
+        // when Monday 7 December ends.
         let due = add_business_days(datetime!(2026-11-20 15:00 UTC), 10);
-        assert_eq!(due, datetime!(2026-12-07 15:00 UTC));
+        assert_eq!(due, datetime!(2026-12-08 00:00 UTC));
+        // From a Saturday, ten whole business days still pass.
+        let due = add_business_days(datetime!(2026-11-28 10:00 UTC), 10);
+        assert_eq!(due, datetime!(2026-12-12 00:00 UTC));
         // Across Christmas and New Year: 2027-12-24 (observed Christmas, Sat 25th) and
         // 2027-12-31 (observed New Year 2028, Sat 1 Jan) are holidays.
         assert!(is_federal_holiday(date!(2027 - 12 - 24)));
@@ -759,7 +778,7 @@ mod tests {
         assert!(is_federal_holiday(date!(2026 - 10 - 12))); // Columbus, 2nd Monday
         assert!(!is_federal_holiday(date!(2026 - 12 - 02)));
         let due = add_business_days(datetime!(2027-12-22 09:00 UTC), 3);
-        assert_eq!(due, datetime!(2027-12-28 09:00 UTC));
+        assert_eq!(due, datetime!(2027-12-29 00:00 UTC));
     }
 
     fn takedown(now: OffsetDateTime) -> Takedown {
@@ -790,18 +809,18 @@ mod tests {
         );
         let (due, changed) = t.counter_notice("a", now, &settings).unwrap();
         assert!(changed);
-        assert_eq!(due, datetime!(2026-12-16 12:00 UTC));
+        assert_eq!(due, datetime!(2026-12-17 00:00 UTC));
         assert_eq!(t.counter_notice("a", now, &settings), Ok((due, false)));
         assert_eq!(t.status(), "restore_scheduled");
         assert!(t.due_restores(due - time::Duration::SECOND).is_empty());
         assert_eq!(t.due_restores(due), vec![t.assets[0].asset]);
-        assert_eq!(t.court_action(now), Ok(2));
+        assert_eq!(t.court_action(now, None), Ok(2));
         assert!(t.due_restores(due).is_empty());
         assert_eq!(t.status(), "upheld");
         let counts = upheld_counts([&t]);
         assert_eq!(counts.by_uploader.get("ka"), Some(&1));
         assert_eq!(counts.by_tenant.get("b"), Some(&1));
-        assert_eq!(t.court_action(now), Ok(0));
+        assert_eq!(t.court_action(now, None), Ok(0));
     }
 
     #[test]
@@ -833,7 +852,7 @@ mod tests {
         assert_eq!(t.status(), "restored");
         assert!(upheld_counts([&t]).by_uploader.is_empty());
         assert!(matches!(
-            t.court_action(due),
+            t.court_action(due, None),
             Err(TakedownError::Conflict(_))
         ));
     }

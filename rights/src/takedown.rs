@@ -96,6 +96,16 @@ fn scoped(mut t: Takedown, scope: Scope<'_>) -> Option<Takedown> {
         if t.assets.is_empty() {
             return None;
         }
+        let mine: BTreeSet<Uuid> = t.assets.iter().map(|a| a.asset).collect();
+        t.timeline.retain_mut(|step| match &mut step.what {
+            StepKind::Notified { tenants } => {
+                tenants.retain(|t| t == tenant);
+                true
+            }
+            StepKind::CounterNoticed { tenant: t, .. } => t == tenant,
+            StepKind::Restored { asset, .. } => mine.contains(asset),
+            _ => true,
+        });
     }
     Some(t)
 }
@@ -105,25 +115,36 @@ fn now() -> OffsetDateTime {
 }
 
 impl Desk {
-    /// Run `op` holding the take-down's lock (released whatever the outcome).
+    /// Run `op` holding take-down `id`'s lock (released whatever the outcome).
+    async fn with_lock<T>(
+        &self,
+        id: Uuid,
+        op: impl Future<Output = Result<T, RightsError>>,
+    ) -> Result<T, RightsError> {
+        let ttl = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
+        if !self.storage.lock_takedown(id, Uuid::new_v4(), ttl).await? {
+            return Err(RightsError::Busy);
+        }
+        let result = op.await;
+        let unlocked = self.storage.unlock_takedown(id).await;
+        let value = result?;
+        unlocked?;
+        Ok(value)
+    }
+
+    /// Run `op` on take-down `id`'s record, holding its lock.
     async fn with_takedown<T, F, Fut>(&self, id: Uuid, op: F) -> Result<T, RightsError>
     where
         F: FnOnce(Takedown) -> Fut,
         Fut: Future<Output = Result<T, RightsError>>,
     {
-        let ttl = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
-        if !self.storage.lock_takedown(id, Uuid::new_v4(), ttl).await? {
-            return Err(RightsError::Busy);
-        }
-        let result = match self.storage.takedown(id).await {
-            Ok(Some(t)) => op(t).await,
-            Ok(None) => Err(RightsError::NotFound),
-            Err(e) => Err(e.into()),
-        };
-        let unlocked = self.storage.unlock_takedown(id).await;
-        let value = result?;
-        unlocked?;
-        Ok(value)
+        self.with_lock(id, async {
+            match self.storage.takedown(id).await? {
+                Some(t) => op(t).await,
+                None => Err(RightsError::NotFound),
+            }
+        })
+        .await
     }
 
     /// Enter a notice: every named asset is taken down (`/media` answers 404 from then on),
@@ -155,18 +176,21 @@ impl Desk {
             });
         }
         let id = Uuid::new_v4();
-        // The claimant's data sealed first, then the record: a crash leaves a record the
-        // scheduled run finishes, never one without its notice.
-        self.storage
-            .put_sealed(id, BlobRole::Notice, &notice.party)
-            .await?;
-        let record = Takedown::new(id, now(), &actor.id, assets);
-        self.storage.put_takedown(&record).await?;
         let targets = std::iter::once(format!("takedown:{id}"))
-            .chain(record.assets.iter().map(|a| a.asset.to_string()))
+            .chain(assets.iter().map(|a| a.asset.to_string()))
             .collect();
+        let record = Takedown::new(id, now(), &actor.id, assets);
+        // Under the new take-down's lock (so the scheduled run leaves it alone): the claimant's
+        // data sealed first, then the record, then each asset. A crash leaves a record the
+        // scheduled run finishes, never one without its notice.
         let entered = self
-            .with_takedown(id, |t| async move { self.finish_entry(t).await })
+            .with_lock(id, async {
+                self.storage
+                    .put_sealed(id, BlobRole::Notice, &notice.party)
+                    .await?;
+                self.storage.put_takedown(&record).await?;
+                self.finish_entry(record).await
+            })
             .await?;
         self.audit_as(actor, AuditAction::TakedownReceive, targets)
             .await?;
@@ -211,11 +235,16 @@ impl Desk {
     }
 
     /// The hashes that block re-uploads of the asset: the crop grid and flips of its
-    /// derivative (what the website showed) and, when they differ (a redaction), of its
-    /// original. The hash the worker recorded stays the fallback when no blob is left.
+    /// derivative (what the website showed) and, when it was redacted, of its original. The hash the worker recorded stays the fallback when no blob is left.
     async fn block_hashes(&self, log: &AssetLog) -> Result<Vec<[u8; 32]>, RightsError> {
         let mut images = Vec::new();
-        for role in [BlobRole::Derivative, BlobRole::Original] {
+        let redacted = log.has(asepsis_common::provenance::EventName::Redacted);
+        let roles: &[BlobRole] = if redacted {
+            &[BlobRole::Derivative, BlobRole::Original]
+        } else {
+            &[BlobRole::Derivative]
+        };
+        for &role in roles {
             match self.storage.get_blob(log.asset, role).await {
                 Ok((_, stream)) => {
                     let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
@@ -231,11 +260,7 @@ impl Desk {
         let recorded = log.pdq();
         let hashes = tokio::task::spawn_blocking(move || {
             let mut all: Vec<pdq::Hash> = Vec::new();
-            let mut seen = BTreeSet::new();
             for bytes in images {
-                if !seen.insert(asepsis_common::sha256_hex(&bytes)) {
-                    continue;
-                }
                 if let Ok(image) = faces::decode_upright(&bytes, &faces::Settings::default()) {
                     all.extend(pdq::block_hashes(&image));
                 }
@@ -394,7 +419,7 @@ impl Desk {
                 if scoped(t.clone(), scope).is_none() {
                     return Err(RightsError::NotFound);
                 }
-                let upheld = t.court_action(now())?;
+                let upheld = t.court_action(now(), scope)?;
                 if upheld > 0 {
                     self.storage.put_takedown(&t).await?;
                 }
@@ -423,7 +448,6 @@ impl Desk {
     /// Store and queue failures (the next run carries on).
     pub async fn run_takedowns(&self, now: OffsetDateTime) -> Result<Run, RightsError> {
         let mut run = Run::default();
-        let mut uploaders = BTreeSet::new();
         for t in self.storage.takedowns().await? {
             let half_entered = !t.has_step(|s| matches!(s, StepKind::Notified { .. }));
             let due = t.due_restores(now);
@@ -435,10 +459,14 @@ impl Desk {
             let done = self
                 .with_takedown(id, |t| async move { self.run_one(t, now).await })
                 .await;
-            let (restored, held, upheld, against) = match done {
+            let (restored, held, upheld) = match done {
                 Ok(done) => done,
                 Err(RightsError::Busy) => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // One take-down's trouble must not hold back every later restore.
+                    tracing::warn!(takedown.id = %id, error = %e, "take-down run step failed; the next run retries");
+                    continue;
+                }
             };
             run.finished += usize::from(half_entered);
             run.restored += restored.len();
@@ -460,21 +488,28 @@ impl Desk {
                     vec![format!("takedown:{id}")],
                 )
                 .await?;
-                uploaders.extend(against);
             }
         }
-        let uploaders: Vec<String> = uploaders.into_iter().collect();
-        run.keys_disabled = self.repeat_infringers(&uploaders).await?;
+        // Every uploader over the limit, not only this run's: a disable that failed before
+        // (after its notice was upheld) is done now.
+        let counts = takedown::upheld_counts(&self.storage.takedowns().await?);
+        let over: Vec<String> = counts
+            .by_uploader
+            .into_iter()
+            .filter(|(_, n)| *n >= self.takedown.repeat_infringer_limit)
+            .map(|(k, _)| k)
+            .collect();
+        run.keys_disabled = self.repeat_infringers(&over).await?;
         Ok(run)
     }
 
-    /// One take-down's scheduled work; returns the assets restored, how many of them were
-    /// held, how many were upheld, and the uploaders they stand against.
+    /// One take-down's scheduled work; returns the assets restored now, how many of them
+    /// were left held, and how many assets were upheld.
     async fn run_one(
         &self,
         t: Takedown,
         now: OffsetDateTime,
-    ) -> Result<(Vec<Uuid>, usize, usize, Vec<String>), RightsError> {
+    ) -> Result<(Vec<Uuid>, usize, usize), RightsError> {
         let id = t.id;
         let mut t = if t.has_step(|s| matches!(s, StepKind::Notified { .. })) {
             t
@@ -487,39 +522,33 @@ impl Desk {
         };
         let (mut restored, mut held) = (Vec::new(), 0);
         for asset in t.due_restores(now) {
-            let republished = self.restore(id, asset, now).await?;
-            held += usize::from(!republished);
+            let (republished, now_restored) = self.restore(id, asset, now).await?;
             t.restored(asset, republished, now);
             self.storage.put_takedown(&t).await?;
-            restored.push(asset);
+            if now_restored {
+                held += usize::from(!republished);
+                restored.push(asset);
+            }
         }
         let upheld = t.lapse(now, &self.takedown);
         if upheld > 0 {
             self.storage.put_takedown(&t).await?;
         }
-        let against = t.upheld_against().into_iter().map(str::to_owned).collect();
-        Ok((restored, held, upheld, against))
+        Ok((restored, held, upheld))
     }
 
-    /// Lift take-down `id` from `asset`: its hashes leave the block list, `restored` is
-    /// recorded, and the asset returns to where it was, re-checked against its consent (a
-    /// published asset whose consent no longer allows publication is unpublished: held).
-    /// Returns whether it is published (or on its way) again.
+    /// Lift take-down `id` from `asset`, re-checking its consent first: a published asset
+    /// whose consent no longer allows publication is unpublished (held) while still frozen,
+    /// then `restored` is recorded, then its hashes leave the block list (a crash in between
+    /// leaves it blocked and taken down, and the next run finishes). Returns whether it is
+    /// published (or queued to be) again, and whether this call recorded the restore.
     async fn restore(
         &self,
         id: Uuid,
         asset: Uuid,
         now: OffsetDateTime,
-    ) -> Result<bool, RightsError> {
-        self.storage.unblock(id, asset).await?;
+    ) -> Result<(bool, bool), RightsError> {
         let mut log = AssetLog::load(&self.storage, asset).await?;
-        log.append_if(
-            &self.storage,
-            &self.signer,
-            EventKind::Restored { takedown_id: id },
-            |l| l.under_takedown(id),
-        )
-        .await?;
         let consent = match log.arrival() {
             Some(a) => self.storage.consent(a.consent_id).await?,
             None => None,
@@ -531,30 +560,47 @@ impl Desk {
                 .map(|why| why.to_string()),
             None => Some("consent record is missing".to_owned()),
         };
-        let mut republished = true;
-        if let (Some(AssetState::Published), Some(why)) = (log.state(), &refusal) {
+        let was_published = |l: &AssetLog| {
+            l.under_takedown(id)
+                && {
+                    let mut lifted = l.clone();
+                    lifted.events.retain(|e| !matches!(e.event.what, EventKind::TakenDown { takedown_id } if takedown_id == id));
+                    lifted.state() == Some(AssetState::Published)
+                }
+        };
+        if let Some(why) = &refusal {
             let what = EventKind::Unpublished {
                 reason: format!("restored after a take-down, but {why}"),
             };
-            log.append_if(&self.storage, &self.signer, what, |l| {
-                l.state() == Some(AssetState::Published)
-            })
-            .await?;
-            republished = false;
+            log.append_if(&self.storage, &self.signer, what, was_published)
+                .await?;
         }
-        if matches!(
-            log.state(),
-            Some(AssetState::Received | AssetState::Processing)
-        ) {
+        let recorded = log
+            .append_if(
+                &self.storage,
+                &self.signer,
+                EventKind::Restored { takedown_id: id },
+                |l| l.under_takedown(id),
+            )
+            .await?;
+        self.storage.unblock(id, asset).await?;
+        let mut queued = false;
+        if recorded
+            && matches!(
+                log.state(),
+                Some(AssetState::Received | AssetState::Processing)
+            )
+        {
             let queue = self.queue.as_ref().ok_or(RightsError::NoQueue)?;
             queue.publish(&Job::new(asset).to_bytes()).await?;
+            queued = true;
         }
-        if matches!(log.state(), Some(AssetState::Held | AssetState::Rejected)) {
-            republished = false;
+        let republished = queued || log.state() == Some(AssetState::Published);
+        if recorded {
+            self.announce(&log).await;
+            tracing::info!(takedown.id = %id, asset.id = %asset, republished, "take-down lifted");
         }
-        self.announce(&log).await;
-        tracing::info!(takedown.id = %id, asset.id = %asset, republished, "take-down lifted");
-        Ok(republished)
+        Ok((republished, recorded))
     }
 
     /// Disable the key of each of `uploaders` with at least the limit of upheld notices.

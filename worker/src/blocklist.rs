@@ -32,21 +32,25 @@ impl BlockList {
         }
     }
 
-    /// The take-down whose content `pdq` matches within `max_distance`, if any. A hash
-    /// below PDQ's quality floor matches nothing (flat or tiny images).
+    /// The take-down whose content `pdq` (of `asset`) matches within `max_distance`, if any.
+    /// An asset's own entry does not count (it was taken down while it was processed: the
+    /// take-down freezes it, and a restore must find it unharmed). A hash below PDQ's quality
+    /// floor matches nothing (flat or tiny images).
     ///
     /// # Errors
     /// Store failures (the job is retried: never published unchecked).
     pub async fn matching(
         &self,
         pdq: &Pdq,
+        asset: Uuid,
         max_distance: u32,
     ) -> Result<Option<Uuid>, StorageError> {
         if pdq.quality < MIN_QUALITY {
             return Ok(None);
         }
-        let current: BTreeSet<Entry> = self.storage.block_entries().await?.into_iter().collect();
+        // Listed under the lock: a caller with an older listing never undoes a newer one.
         let mut loaded = self.loaded.lock().await;
+        let current: BTreeSet<Entry> = self.storage.block_entries().await?.into_iter().collect();
         let gone: Vec<Entry> = loaded.entries.difference(&current).copied().collect();
         for entry in gone {
             loaded.index.remove(&entry);
@@ -62,7 +66,7 @@ impl BlockList {
         Ok(loaded
             .index
             .find(&pdq.hash)
-            .filter(|(_, distance)| *distance <= max_distance)
+            .filter(|((_, of), distance)| *distance <= max_distance && *of != asset)
             .map(|((takedown, _), _)| *takedown))
     }
 }

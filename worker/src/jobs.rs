@@ -211,7 +211,7 @@ impl AssetJobs {
             match self.run_pipeline(original, &consent).await? {
                 Processed::Rejected(e) => return self.reject(&mut log, e.to_string()).await,
                 Processed::Decided(decided) => {
-                    if let Some(reason) = self.blocked(&decided.block_queries).await? {
+                    if let Some(reason) = self.blocked(asset, &decided.block_queries).await? {
                         if !log.has(EventName::Scanned) {
                             self.record(&mut log, scanned(&decided.scan, decided.pdq))
                                 .await?;
@@ -228,7 +228,7 @@ impl AssetJobs {
         };
         if decided == Decision::Publish
             && let Some(reason) = self
-                .blocked(&log.pdq().into_iter().collect::<Vec<_>>())
+                .blocked(asset, &log.pdq().into_iter().collect::<Vec<_>>())
                 .await?
         {
             // Taken down (another copy) while this one was processed.
@@ -269,9 +269,17 @@ impl AssetJobs {
     }
 
     /// Why content with these hashes may not be published: one matches a take-down's.
-    async fn blocked(&self, queries: &[asepsis_common::pdq::Pdq]) -> Result<Option<String>, Stop> {
+    async fn blocked(
+        &self,
+        asset: uuid::Uuid,
+        queries: &[asepsis_common::pdq::Pdq],
+    ) -> Result<Option<String>, Stop> {
         for pdq in queries {
-            if let Some(notice) = self.blocklist.matching(pdq, self.match_distance).await? {
+            if let Some(notice) = self
+                .blocklist
+                .matching(pdq, asset, self.match_distance)
+                .await?
+            {
                 return Ok(Some(format!(
                     "matches content taken down under notice {notice}"
                 )));
