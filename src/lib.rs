@@ -112,6 +112,7 @@ async fn serve(
         notifier: notifier.clone(),
         takedown: settings.takedown.clone(),
     };
+    let blocklist = Arc::new(asepsis_store::blocklist::BlockList::new(storage.clone()));
     let takedown_task = services.worker().then(|| {
         let instance = uuid::Uuid::new_v4();
         let interval = settings.takedown.interval_secs;
@@ -139,7 +140,7 @@ async fn serve(
             detector: detector.clone(),
             notifier: notifier.clone(),
             cpu: Arc::new(tokio::sync::Semaphore::new(settings.worker.cpu_permits())),
-            blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(storage.clone())),
+            blocklist: blocklist.clone(),
             match_distance: settings.takedown.match_distance,
         });
         let config = RunnerConfig {
@@ -169,6 +170,8 @@ async fn serve(
             idempotency_lease: asepsis_ingest::default_idempotency_lease(timeout),
             stats_min_count: settings.stats.min_count,
             desk,
+            blocklist,
+            match_distance: settings.takedown.match_distance,
         };
         axum::serve(listener, asepsis_ingest::app(state, timeout))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

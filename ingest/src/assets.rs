@@ -459,11 +459,31 @@ pub async fn review(
         None => None,
     }
     .ok_or_else(|| ApiError::internal("asset without its consent record"))?;
+    let changed = || ApiError::Conflict("the asset changed meanwhile; reload it".into());
+    // A copy of content taken down since it was held is never published: rejected instead.
+    if matches!(review.decision, ReviewDecision::Approve)
+        && let Some(pdq) = log.pdq()
+        && let Some(notice) = state
+            .blocklist
+            .matching(&pdq, log.asset, state.match_distance)
+            .await?
+    {
+        let reason = format!("matches content taken down under notice {notice}");
+        let what = EventKind::Rejected {
+            reason: reason.clone(),
+        };
+        if log.append(&state.storage, &state.signer, what).await? == Appended::LostRace {
+            return Err(changed());
+        }
+        announce(&state, &log).await;
+        return Err(ApiError::Conflict(format!(
+            "not published: {reason}; the asset is rejected"
+        )));
+    }
     let what = EventKind::Reviewed {
         decision: review.decision,
         by_key: caller.key_id.clone(),
     };
-    let changed = || ApiError::Conflict("the asset changed meanwhile; reload it".into());
     if log.append(&state.storage, &state.signer, what).await? == Appended::LostRace {
         return Err(changed());
     }

@@ -58,6 +58,10 @@ pub struct AppState {
     pub stats_min_count: u64,
     /// A privacy officer's requests on subjects.
     pub desk: asepsis_rights::Desk,
+    /// Content taken down under a DMCA notice: a reviewer's approval of a copy is refused.
+    pub blocklist: Arc<asepsis_store::blocklist::BlockList>,
+    /// `takedown.match_distance`.
+    pub match_distance: u32,
 }
 
 #[derive(OpenApi)]

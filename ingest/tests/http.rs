@@ -39,6 +39,7 @@ fn state(dir: &std::path::Path) -> AppState {
         notifier: notifier.clone(),
         takedown: Default::default(),
     };
+    let blocklist = Arc::new(asepsis_store::blocklist::BlockList::new(storage.clone()));
     AppState {
         queue,
         metrics: PrometheusBuilder::new().build_recorder().handle(),
@@ -50,6 +51,8 @@ fn state(dir: &std::path::Path) -> AppState {
         idempotency_lease: Duration::from_secs(60),
         stats_min_count: 5,
         desk,
+        blocklist,
+        match_distance: 31,
     }
 }
 
@@ -600,4 +603,80 @@ async fn take_down_routes_check_roles_and_elements_and_a_disabled_key_is_told_wh
         text.contains("this API key was disabled: disabled under the repeat-infringer policy"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_held_copy_of_content_taken_down_since_is_rejected_not_approved() {
+    use asepsis_common::apikey::Role;
+    use asepsis_common::media::Format;
+    use asepsis_common::policy::Decision;
+    use asepsis_common::provenance::EventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let photo = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/jpeg/ianare-DSCN0010.jpg"
+    ))
+    .unwrap();
+    let image = asepsis_common::faces::decode_upright(&photo, &Default::default()).unwrap();
+    let pdq = asepsis_common::pdq::hash(&image);
+    // Held for review before any notice; then another copy is taken down.
+    let consent = consent(&state, false).await;
+    let asset = uuid::Uuid::new_v4();
+    state
+        .storage
+        .index_asset("clinic", consent, asset)
+        .await
+        .unwrap();
+    for what in [
+        EventKind::Received {
+            tenant: "clinic".into(),
+            consent_id: consent,
+            format: Format::Jpeg,
+            size_bytes: 1,
+            sha256: String::new(),
+            uploader: None,
+        },
+        EventKind::Scanned {
+            verdict: asepsis_common::faces::Verdict::NotScanned,
+            faces: 0,
+            scores_milli: vec![],
+            model_sha256: String::new(),
+            pdq: Some(pdq),
+        },
+        EventKind::Verdict {
+            decision: Decision::Hold,
+            reason: "r".into(),
+        },
+    ] {
+        state
+            .storage
+            .append_event(asset, &state.signer, what)
+            .await
+            .unwrap();
+    }
+    let notice = uuid::Uuid::new_v4();
+    state
+        .storage
+        .block(notice, uuid::Uuid::new_v4(), &[pdq.hash.0])
+        .await
+        .unwrap();
+    let reviewer = key(&state, Role::Reviewer).await;
+    let path = format!("/v1/assets/{asset}/review");
+    let (status, text) = send(
+        app.clone(),
+        "POST",
+        &reviewer,
+        &path,
+        r#"{"decision":"approve"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(
+        text.contains(&format!("matches content taken down under notice {notice}")),
+        "{text}"
+    );
+    let (_, text) = get_with_key(app, &reviewer, &format!("/v1/assets/{asset}")).await;
+    assert!(text.contains(r#""state":"rejected""#), "{text}");
 }

@@ -99,7 +99,7 @@ impl World {
             detector,
             notifier: Arc::new(InProcess::new()),
             cpu: Arc::new(tokio::sync::Semaphore::new(2)),
-            blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(
+            blocklist: Arc::new(asepsis_store::blocklist::BlockList::new(
                 self.desk.storage.clone(),
             )),
             match_distance: 31,

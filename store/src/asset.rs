@@ -262,14 +262,20 @@ impl AssetLog {
     /// The notification that announces where the asset now is.
     pub fn notification(&self) -> Option<Notification> {
         let last = self.events.last()?;
-        let event = match self.state()? {
-            AssetState::Published => "published",
-            AssetState::Held => "held",
-            AssetState::Rejected => "rejected",
-            AssetState::Withdrawn => "withdrawn",
-            AssetState::Erased => "erased",
-            AssetState::Restricted => "restricted",
-            _ => last.event.what.name().as_str(),
+        let event = match (&last.event.what, self.state()?) {
+            // A take-down is announced as such, even on an asset also restricted.
+            (EventKind::TakenDown { .. } | EventKind::CounterNoticed { .. }, _) => {
+                last.event.what.name().as_str()
+            }
+            (_, state) => match state {
+                AssetState::Published => "published",
+                AssetState::Held => "held",
+                AssetState::Rejected => "rejected",
+                AssetState::Withdrawn => "withdrawn",
+                AssetState::Erased => "erased",
+                AssetState::Restricted => "restricted",
+                _ => last.event.what.name().as_str(),
+            },
         };
         Some(Notification {
             asset_id: self.asset,

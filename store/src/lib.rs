@@ -5,6 +5,7 @@
 //!   idempotency claims, each asset's provenance events written create-only, and take-downs
 //!   with the block list (`takedowns`);
 //! - [`blob_stream`]: blobs sealed and opened as streams in the envelope format;
+//! - [`blocklist`]: the take-down block list, kept current in memory for matching uploads;
 //! - [`asset`]: one asset's log as the services use it (append where read, publish once);
 //! - [`keyring`] and [`signing_key`]: the embedded KEK keyring and Ed25519 signing key files.
 //!
@@ -13,6 +14,7 @@
 
 pub mod asset;
 pub mod blob_stream;
+pub mod blocklist;
 pub mod keyring;
 pub mod signing_key;
 mod storage;

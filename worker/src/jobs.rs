@@ -30,8 +30,8 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::blocklist::BlockList;
 use crate::runner::{Handler, Outcome};
+use asepsis_store::blocklist::BlockList;
 
 pub struct AssetJobs {
     pub storage: Storage,

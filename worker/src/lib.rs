@@ -5,7 +5,6 @@
 //! scheduled purge of what retention rules say is no longer needed. The worker never
 //! logs a job body or anything a job refers to beyond its ids and counts.
 
-pub mod blocklist;
 pub mod jobs;
 pub mod retention;
 pub mod runner;

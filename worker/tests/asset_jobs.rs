@@ -50,7 +50,7 @@ fn jobs(dir: &Path) -> (AssetJobs, Arc<InProcess>) {
         detector: Arc::new(Unavailable("no face model in this test".into())),
         notifier: notes.clone(),
         cpu: Arc::new(tokio::sync::Semaphore::new(2)),
-        blocklist: Arc::new(asepsis_worker::blocklist::BlockList::new(storage.clone())),
+        blocklist: Arc::new(asepsis_store::blocklist::BlockList::new(storage.clone())),
         match_distance: 31,
     };
     (jobs, notes)

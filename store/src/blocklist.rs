@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::{Storage, StorageError};
 use asepsis_common::pdq::{Hash, Index, MIN_QUALITY, Pdq};
-use asepsis_store::{Storage, StorageError};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
