@@ -129,6 +129,16 @@ pub struct Deployment {
     pub bucket: String,
 }
 
+/// The test's HTTP client: a fresh connection per request. An idempotent replay answers
+/// before reading the upload's body, so the server closes that connection; a pooled client
+/// could send its next request on it before seeing the close (hyper's IncompleteMessage).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
 pub fn amqp_url() -> String {
     std::env::var("ASEPSIS_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -220,7 +230,7 @@ impl Deployment {
             retired: Vec::new(),
             worker,
             base,
-            client: reqwest::Client::new(),
+            client: client(),
             queue,
             bucket,
         }
@@ -263,7 +273,7 @@ impl Deployment {
             let fresh = Proc::start(&args, &self.env);
             self.base = Self::address(&fresh);
             // No pooled connection to the killed process (its port may be reused).
-            self.client = reqwest::Client::new();
+            self.client = client();
             self.retired.push(std::mem::replace(&mut self.http, fresh));
         }
     }
