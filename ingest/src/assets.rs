@@ -225,6 +225,28 @@ async fn enqueue(state: &AppState, asset: Uuid) -> Result<(), ApiError> {
         })
 }
 
+/// SHA-256 of the request's `Idempotency-Key` within `namespace` (so that the same key on two
+/// kinds of request names two things), or `None` without one.
+///
+/// # Errors
+/// 400 when it is not 1 to 255 visible ASCII characters.
+pub(crate) fn idempotency_key(
+    headers: &HeaderMap,
+    namespace: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()))
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters".into())
+        })?;
+    Ok(Some(sha256_hex(format!("{namespace}{key}").as_bytes())))
+}
+
 /// Upload an image under a consent.
 #[utoipa::path(post, path = "/v1/assets",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
@@ -239,15 +261,7 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Uploader])?;
     let mut asset = Uuid::new_v4();
-    if let Some(key) = headers.get("idempotency-key") {
-        let key = key
-            .to_str()
-            .ok()
-            .filter(|k| (1..=255).contains(&k.len()))
-            .ok_or_else(|| {
-                ApiError::BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters".into())
-            })?;
-        let key_sha256 = sha256_hex(key.as_bytes());
+    if let Some(key_sha256) = idempotency_key(&headers, "")? {
         let claim = IdempotencyRecord {
             asset_id: asset,
             started_at_ms: now_ms(),

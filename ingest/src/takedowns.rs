@@ -8,15 +8,17 @@ use asepsis_common::apikey::Role;
 use asepsis_common::consent::without_value;
 use asepsis_common::takedown::{CounterForm, NoticeForm, Takedown};
 use asepsis_rights::takedown::{Countered, Listing};
+use asepsis_store::{Claim, IdempotencyRecord, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::assets::idempotency_key;
 use crate::auth::Caller;
 use crate::consents::parse_id;
 use crate::error::ApiError;
@@ -59,18 +61,44 @@ pub struct Entered {
 /// perceptual hashes blocked from re-upload in every tenant.
 #[utoipa::path(post, path = "/v1/takedowns",
     request_body(content = Object, description = r#"{"assets": [ids or /media URLs], "claimant": {"name", "contact"}, "work", "statements": {"good_faith": true, "accurate_under_penalty_of_perjury": true}, "signature"}"#),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retried notice with the same key enters no second take-down")),
     responses((status = 201, body = Entered), (status = 403), (status = 409, description = "another request on it is running"), (status = 422, description = "names the missing element and its clause")),
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Entered>), ApiError> {
     caller.require(DESK)?;
     let form: NoticeForm = parse_private(&body)?;
+    let mut id = Uuid::new_v4();
+    if let Some(key_sha256) = idempotency_key(&headers, "takedown\0")? {
+        let claim = IdempotencyRecord {
+            asset_id: id,
+            started_at_ms: now_ms(),
+        };
+        let claimed = state
+            .storage
+            .claim_idempotency(&caller.tenant, &key_sha256, &claim)
+            .await?;
+        if let Claim::Existing(earlier) = claimed {
+            if let Some(t) = state.storage.takedown(earlier.asset_id).await? {
+                // The notice was entered before (the answer was lost): the same answer.
+                return Ok((StatusCode::CREATED, Json(Entered::of(&t))));
+            }
+            let lease = u64::try_from(state.idempotency_lease.as_millis()).unwrap_or(u64::MAX);
+            if now_ms() < earlier.started_at_ms.saturating_add(lease) {
+                return Err(ApiError::Conflict(
+                    "a notice with this Idempotency-Key is being entered; retry in a minute".into(),
+                ));
+            }
+            id = earlier.asset_id;
+        }
+    }
     let entered = state
         .desk
-        .take_down(&caller.actor(), form, scope(&caller))
+        .take_down(&caller.actor(), form, scope(&caller), id)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -81,6 +109,17 @@ pub async fn create(
             blocked_hashes: entered.blocked_hashes,
         }),
     ))
+}
+
+impl Entered {
+    fn of(t: &Takedown) -> Self {
+        Self {
+            id: t.id,
+            status: t.status(),
+            assets: t.assets.len(),
+            blocked_hashes: t.assets.iter().map(|a| a.blocked_hashes as usize).sum(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -149,7 +149,8 @@ impl Desk {
 
     /// Enter a notice: every named asset is taken down (`/media` answers 404 from then on),
     /// its tenant told by an `asset.taken_down` event, and its hashes blocked. `scope` limits
-    /// the assets a privacy officer may name to its tenant's.
+    /// the assets a privacy officer may name to its tenant's. `id` is the new take-down's (a
+    /// caller's retry passes the same one).
     ///
     /// # Errors
     /// [`RightsError::Invalid`] naming a missing element or an unknown asset; store failures.
@@ -158,6 +159,7 @@ impl Desk {
         actor: &Actor,
         form: NoticeForm,
         scope: Scope<'_>,
+        id: Uuid,
     ) -> Result<Entered, RightsError> {
         let notice = form.validate().map_err(RightsError::Invalid)?;
         let mut assets = Vec::with_capacity(notice.assets.len());
@@ -175,7 +177,6 @@ impl Desk {
                 blocked_hashes: 0,
             });
         }
-        let id = Uuid::new_v4();
         let targets = std::iter::once(format!("takedown:{id}"))
             .chain(assets.iter().map(|a| a.asset.to_string()))
             .collect();

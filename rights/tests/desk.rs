@@ -691,7 +691,7 @@ async fn a_take_down_disables_blocks_copies_everywhere_and_is_restored_when_due(
 
     let entered = w
         .desk
-        .take_down(&w.officer, notice(&[asset]), None)
+        .take_down(&w.officer, notice(&[asset]), None, Uuid::new_v4())
         .await
         .unwrap();
     assert_eq!(w.state(asset).await, Some(AssetState::TakenDown));
@@ -900,7 +900,11 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
     }))
     .unwrap();
     let form = serde_json::from_value(bad.take()).unwrap();
-    let err = w.desk.take_down(&w.officer, form, None).await.unwrap_err();
+    let err = w
+        .desk
+        .take_down(&w.officer, form, None, Uuid::new_v4())
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().starts_with("statements.accurate_under_penalty_of_perjury: must be true (17 U.S.C. 512(c)(3)(A)(vi))"),
         "{err}"
@@ -909,7 +913,12 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
     // A privacy officer names only its own tenant's assets.
     let err = w
         .desk
-        .take_down(&w.officer, notice(&[assets[0]]), Some("other"))
+        .take_down(
+            &w.officer,
+            notice(&[assets[0]]),
+            Some("other"),
+            Uuid::new_v4(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "assets[0]: no such asset");
@@ -917,7 +926,7 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
     // First notice: countered, then the claimant's court action: never restored.
     let first = w
         .desk
-        .take_down(&w.officer, notice(&[assets[0]]), None)
+        .take_down(&w.officer, notice(&[assets[0]]), None, Uuid::new_v4())
         .await
         .unwrap();
     let due = w
@@ -952,7 +961,7 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
     // Second: upheld by court action too; third: nobody counters it within the window.
     let second = w
         .desk
-        .take_down(&w.officer, notice(&[assets[1]]), None)
+        .take_down(&w.officer, notice(&[assets[1]]), None, Uuid::new_v4())
         .await
         .unwrap();
     w.desk
@@ -970,7 +979,7 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
     );
     let third = w
         .desk
-        .take_down(&w.officer, notice(&[assets[2]]), None)
+        .take_down(&w.officer, notice(&[assets[2]]), None, Uuid::new_v4())
         .await
         .unwrap();
     let listing = w.desk.takedowns(None, Some(&key.id)).await.unwrap();
@@ -1000,7 +1009,7 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
     // A fourth notice nobody counters is upheld when its window closes.
     let fourth = w
         .desk
-        .take_down(&w.officer, notice(&[assets[3]]), None)
+        .take_down(&w.officer, notice(&[assets[3]]), None, Uuid::new_v4())
         .await
         .unwrap();
     let run = w.desk.run_takedowns(later).await.unwrap();

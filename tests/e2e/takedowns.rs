@@ -64,11 +64,25 @@ pub async fn a_take_down_runs_its_course(c: &Ctx) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(!body.to_string().contains(canary.as_str()), "{body}");
 
-    // The notice: off the website before the answer.
-    let (status, entered) = d
-        .post_json(officer, "/v1/takedowns", notice(&asset, canary))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{entered}");
+    // The notice: off the website before the answer. Sent twice with one Idempotency-Key (a
+    // lost answer, retried): one take-down (the listing below holds one).
+    let key = format!("notice-{asset}");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let res = d
+            .client
+            .post(format!("{}/v1/takedowns", d.base))
+            .bearer_auth(officer)
+            .header("Idempotency-Key", &key)
+            .json(&notice(&asset, canary))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        answers.push(res.json::<Value>().await.unwrap());
+    }
+    let entered = answers.remove(0);
+    assert_eq!(answers[0]["id"], entered["id"], "{answers:?}");
     assert!(
         entered["blocked_hashes"].as_u64().unwrap() > 1000,
         "{entered}"
