@@ -309,6 +309,10 @@ pub struct NoticedAsset {
     pub status: Status,
     /// Perceptual hashes this asset put on the block list.
     pub blocked_hashes: u32,
+    /// Whether its crop grid is on the block list yet (until then, only the hash the worker
+    /// recorded).
+    #[serde(default)]
+    pub hashed: bool,
 }
 
 /// One step of a take-down's timeline.
@@ -788,6 +792,7 @@ mod tests {
             uploader: Some(uploader.into()),
             status: Status::TakenDown,
             blocked_hashes: 0,
+            hashed: false,
         };
         Takedown::new(
             Uuid::new_v4(),

@@ -1025,3 +1025,44 @@ async fn court_actions_keep_take_downs_and_the_limit_of_upheld_notices_disables_
         actions(&w.storage().audit_log().await.unwrap()).contains(&AuditAction::TakedownUphold)
     );
 }
+
+#[tokio::test]
+async fn a_notice_whose_hashing_was_cut_short_is_blocked_by_the_next_run() {
+    let w = World::new();
+    let consent = w.consent("subj-cut", &["education"]).await;
+    let (asset, _) = published(&w, consent).await;
+    let entered = w
+        .desk
+        .take_down(&w.officer, notice(&[asset]), None, Uuid::new_v4())
+        .await
+        .unwrap();
+    // As a request dropped after the answer's first half leaves it: taken down, only the
+    // recorded hash blocked.
+    let mut t = w.storage().takedown(entered.id).await.unwrap().unwrap();
+    t.assets[0].hashed = false;
+    t.assets[0].blocked_hashes = 1;
+    w.storage().put_takedown(&t).await.unwrap();
+    let recorded = AssetLog::load(w.storage(), asset)
+        .await
+        .unwrap()
+        .pdq()
+        .unwrap();
+    w.storage()
+        .block(entered.id, asset, &[recorded.hash.0])
+        .await
+        .unwrap();
+    assert_eq!(w.state(asset).await, Some(AssetState::TakenDown));
+    w.desk
+        .run_takedowns(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let t = w.storage().takedown(entered.id).await.unwrap().unwrap();
+    assert!(t.assets[0].hashed);
+    assert!(
+        t.assets[0].blocked_hashes > 1000,
+        "{}",
+        t.assets[0].blocked_hashes
+    );
+    let stored = w.storage().blocked_hashes(entered.id, asset).await.unwrap();
+    assert_eq!(stored.len(), t.assets[0].blocked_hashes as usize);
+}
