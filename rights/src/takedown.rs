@@ -195,9 +195,19 @@ impl Desk {
         .await?;
         self.audit_as(actor, AuditAction::TakedownReceive, targets)
             .await?;
-        let t = self
+        let t = match self
             .with_takedown(id, |t| async move { self.hash_assets(t).await })
-            .await?;
+            .await
+        {
+            Ok(t) => t,
+            // The scheduled run took the lock meanwhile: it hashes what is left.
+            Err(RightsError::Busy) => self
+                .storage
+                .takedown(id)
+                .await?
+                .ok_or(RightsError::NotFound)?,
+            Err(e) => return Err(e),
+        };
         let entered = Entered {
             id,
             assets: t.assets.len(),
