@@ -225,17 +225,29 @@ async fn enqueue(state: &AppState, asset: Uuid) -> Result<(), ApiError> {
         })
 }
 
-/// SHA-256 of the request's `Idempotency-Key` within `namespace` (so that the same key on two
-/// kinds of request names two things), or `None` without one.
+/// What an `Idempotency-Key` says of a request that creates a record (an asset, a take-down).
+pub(crate) enum Keyed {
+    /// No key, or a key never seen: work on this new id.
+    New(Uuid),
+    /// The key was claimed before, for this id: answer as the first attempt did, or, when it
+    /// died before recording anything, [`take_over`] its work.
+    Earlier(IdempotencyRecord),
+}
+
+/// Claim the request's `Idempotency-Key` within `namespace` (the same key on two kinds of
+/// request names two things) for a new id.
 ///
 /// # Errors
-/// 400 when it is not 1 to 255 visible ASCII characters.
-pub(crate) fn idempotency_key(
+/// 400 when the key is not 1 to 255 visible ASCII characters; store failures.
+pub(crate) async fn claim_key(
+    state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     namespace: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Keyed, ApiError> {
+    let id = Uuid::new_v4();
     let Some(key) = headers.get("idempotency-key") else {
-        return Ok(None);
+        return Ok(Keyed::New(id));
     };
     let key = key
         .to_str()
@@ -244,7 +256,39 @@ pub(crate) fn idempotency_key(
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters".into())
         })?;
-    Ok(Some(sha256_hex(format!("{namespace}{key}").as_bytes())))
+    let key_sha256 = sha256_hex(format!("{namespace}{key}").as_bytes());
+    let claim = IdempotencyRecord {
+        asset_id: id,
+        started_at_ms: now_ms(),
+    };
+    Ok(
+        match state
+            .storage
+            .claim_idempotency(&caller.tenant, &key_sha256, &claim)
+            .await?
+        {
+            Claim::Created => Keyed::New(id),
+            Claim::Existing(earlier) => Keyed::Earlier(earlier),
+        },
+    )
+}
+
+/// The earlier attempt's id, to finish its work, once its lease has run out.
+///
+/// # Errors
+/// 409 while the earlier attempt may still be running.
+pub(crate) fn take_over(
+    state: &AppState,
+    earlier: &IdempotencyRecord,
+    what: &str,
+) -> Result<Uuid, ApiError> {
+    let lease = u64::try_from(state.idempotency_lease.as_millis()).unwrap_or(u64::MAX);
+    if now_ms() < earlier.started_at_ms.saturating_add(lease) {
+        return Err(ApiError::Conflict(format!(
+            "{what} with this Idempotency-Key is in progress; retry in a minute"
+        )));
+    }
+    Ok(earlier.asset_id)
 }
 
 /// Upload an image under a consent.
@@ -260,33 +304,19 @@ pub async fn upload(
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Uploader])?;
-    let mut asset = Uuid::new_v4();
-    if let Some(key_sha256) = idempotency_key(&headers, "")? {
-        let claim = IdempotencyRecord {
-            asset_id: asset,
-            started_at_ms: now_ms(),
-        };
-        let claimed = state
-            .storage
-            .claim_idempotency(&caller.tenant, &key_sha256, &claim)
-            .await?;
-        if let Claim::Existing(earlier) = claimed {
+    let asset = match claim_key(&state, &caller, &headers, "").await? {
+        Keyed::New(id) => id,
+        Keyed::Earlier(earlier) => {
             let log = AssetLog::load(&state.storage, earlier.asset_id).await?;
             if log.has(EventName::Received) {
                 // The first attempt got its asset; make sure its job is queued, answer alike.
                 enqueue(&state, earlier.asset_id).await?;
                 return Ok(accepted(earlier.asset_id));
             }
-            let lease = u64::try_from(state.idempotency_lease.as_millis()).unwrap_or(u64::MAX);
-            if now_ms() < earlier.started_at_ms.saturating_add(lease) {
-                return Err(ApiError::Conflict(
-                    "an upload with this Idempotency-Key is in progress; retry in a minute".into(),
-                ));
-            }
             // The first attempt died before recording anything: finish its work.
-            asset = earlier.asset_id;
+            take_over(&state, &earlier, "an upload")?
         }
-    }
+    };
     let mut consent: Option<Consent> = None;
     let mut stored: Option<Stored> = None;
     let outcome: Result<(), ApiError> = async {
@@ -479,7 +509,7 @@ pub async fn review(
         && let Some(pdq) = log.pdq()
         && let Some(notice) = state
             .blocklist
-            .matching(&pdq, log.asset, state.match_distance)
+            .matching(&[pdq], log.asset, state.match_distance)
             .await?
     {
         let reason = format!("matches content taken down under notice {notice}");

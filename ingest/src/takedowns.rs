@@ -8,7 +8,6 @@ use asepsis_common::apikey::Role;
 use asepsis_common::consent::without_value;
 use asepsis_common::takedown::{CounterForm, NoticeForm, Takedown};
 use asepsis_rights::takedown::{Countered, Listing};
-use asepsis_store::{Claim, IdempotencyRecord, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -18,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::assets::idempotency_key;
+use crate::assets::{Keyed, claim_key, take_over};
 use crate::auth::Caller;
 use crate::consents::parse_id;
 use crate::error::ApiError;
@@ -72,30 +71,14 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Entered>), ApiError> {
     caller.require(DESK)?;
     let form: NoticeForm = parse_private(&body)?;
-    let mut id = Uuid::new_v4();
-    if let Some(key_sha256) = idempotency_key(&headers, "takedown\0")? {
-        let claim = IdempotencyRecord {
-            asset_id: id,
-            started_at_ms: now_ms(),
-        };
-        let claimed = state
-            .storage
-            .claim_idempotency(&caller.tenant, &key_sha256, &claim)
-            .await?;
-        if let Claim::Existing(earlier) = claimed {
-            if let Some(t) = state.storage.takedown(earlier.asset_id).await? {
-                // The notice was entered before (the answer was lost): the same answer.
-                return Ok((StatusCode::CREATED, Json(Entered::of(&t))));
-            }
-            let lease = u64::try_from(state.idempotency_lease.as_millis()).unwrap_or(u64::MAX);
-            if now_ms() < earlier.started_at_ms.saturating_add(lease) {
-                return Err(ApiError::Conflict(
-                    "a notice with this Idempotency-Key is being entered; retry in a minute".into(),
-                ));
-            }
-            id = earlier.asset_id;
-        }
-    }
+    let id = match claim_key(&state, &caller, &headers, "takedown\0").await? {
+        Keyed::New(id) => id,
+        Keyed::Earlier(earlier) => match state.storage.takedown(earlier.asset_id).await? {
+            // The notice was entered before (the answer was lost): the same answer.
+            Some(t) => return Ok((StatusCode::CREATED, Json(Entered::of(&t)))),
+            None => take_over(&state, &earlier, "a notice")?,
+        },
+    };
     let entered = state
         .desk
         .take_down(&caller.actor(), form, scope(&caller), id)

@@ -32,8 +32,8 @@ impl BlockList {
         }
     }
 
-    /// The take-down whose content `pdq` (of `asset`) matches within `max_distance`, if any.
-    /// An asset's own entry does not count (it was taken down while it was processed: the
+    /// The take-down whose content one of `queries` (hashes of `asset`) matches within
+    /// `max_distance`, if any; the block list is brought up to date once. An asset's own entry does not count (it was taken down while it was processed: the
     /// take-down freezes it, and a restore must find it unharmed). A hash below PDQ's quality
     /// floor matches nothing (flat or tiny images).
     ///
@@ -41,11 +41,15 @@ impl BlockList {
     /// Store failures (the job is retried: never published unchecked).
     pub async fn matching(
         &self,
-        pdq: &Pdq,
+        queries: &[Pdq],
         asset: Uuid,
         max_distance: u32,
     ) -> Result<Option<Uuid>, StorageError> {
-        if pdq.quality < MIN_QUALITY {
+        let queries: Vec<&Pdq> = queries
+            .iter()
+            .filter(|p| p.quality >= MIN_QUALITY)
+            .collect();
+        if queries.is_empty() {
             return Ok(None);
         }
         // Listed under the lock: a caller with an older listing never undoes a newer one.
@@ -63,10 +67,12 @@ impl BlockList {
             }
             loaded.entries.insert(entry);
         }
-        Ok(loaded
-            .index
-            .find(&pdq.hash)
-            .filter(|((_, of), distance)| *distance <= max_distance && *of != asset)
-            .map(|((takedown, _), _)| *takedown))
+        Ok(queries.iter().find_map(|pdq| {
+            loaded
+                .index
+                .find(&pdq.hash)
+                .filter(|((_, of), distance)| *distance <= max_distance && *of != asset)
+                .map(|((takedown, _), _)| *takedown)
+        }))
     }
 }

@@ -667,7 +667,7 @@ impl Storage {
         }
     }
 
-    async fn list_ids(&self, prefix: &Path) -> Result<Vec<Uuid>, StorageError> {
+    pub(crate) async fn list_ids(&self, prefix: &Path) -> Result<Vec<Uuid>, StorageError> {
         let metas: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
         let mut ids: Vec<Uuid> = metas
             .iter()

@@ -38,16 +38,9 @@ impl Storage {
     /// # Errors
     /// Store failures; [`StorageError::Corrupt`].
     pub async fn takedowns(&self) -> Result<Vec<Takedown>, StorageError> {
-        let metas: Vec<_> = self
-            .object_store()
-            .list(Some(&Object::Takedowns.path()))
-            .try_collect()
-            .await?;
-        let mut all = Vec::with_capacity(metas.len());
-        for m in metas {
-            if let Some(id) = m.location.filename().and_then(|f| Uuid::parse_str(f).ok())
-                && let Some(t) = self.takedown(id).await?
-            {
+        let mut all = Vec::new();
+        for id in self.list_ids(&Object::Takedowns.path()).await? {
+            if let Some(t) = self.takedown(id).await? {
                 all.push(t);
             }
         }

@@ -226,10 +226,9 @@ impl AssetJobs {
             Some(EventKind::Verdict { decision, .. }) => *decision,
             _ => return Err(Stop::Impossible("no verdict after deciding")),
         };
+        let recorded = log.pdq();
         if decided == Decision::Publish
-            && let Some(reason) = self
-                .blocked(asset, &log.pdq().into_iter().collect::<Vec<_>>())
-                .await?
+            && let Some(reason) = self.blocked(asset, recorded.as_slice()).await?
         {
             // Taken down (another copy) while this one was processed.
             return self.reject(&mut log, reason).await;
@@ -274,18 +273,11 @@ impl AssetJobs {
         asset: uuid::Uuid,
         queries: &[asepsis_common::pdq::Pdq],
     ) -> Result<Option<String>, Stop> {
-        for pdq in queries {
-            if let Some(notice) = self
-                .blocklist
-                .matching(pdq, asset, self.match_distance)
-                .await?
-            {
-                return Ok(Some(format!(
-                    "matches content taken down under notice {notice}"
-                )));
-            }
-        }
-        Ok(None)
+        let found = self
+            .blocklist
+            .matching(queries, asset, self.match_distance)
+            .await?;
+        Ok(found.map(|notice| format!("matches content taken down under notice {notice}")))
     }
 
     /// The pipeline in one blocking task, once a CPU permit is free.
