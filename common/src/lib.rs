@@ -4,7 +4,8 @@
 //! (`media`), face detection and redaction over decoded pixels with the model's bytes passed
 //! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
 //! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
-//! signed audit log's entries (`audit`), consent rules (`consent`), the publication policy
+//! signed audit log's entries (`audit`), batches and the import manifest (`batch`,
+//! `manifest`), consent rules (`consent`), the publication policy
 //! (`policy`), PDQ perceptual hashes, the hashes a take-down blocks and their index (`pdq`),
 //! the rules of a subject's rights and the accounting of disclosures (`rights`),
 //! retention (`retention`), DMCA take-downs (`takedown`), API-key parsing (`apikey`),
@@ -16,11 +17,13 @@
 
 pub mod apikey;
 pub mod audit;
+pub mod batch;
 pub mod consent;
 pub mod envelope;
 pub mod faces;
 pub mod job;
 pub mod keys;
+pub mod manifest;
 pub mod media;
 pub mod notify;
 pub mod pdq;
