@@ -184,21 +184,8 @@ fn csv_problem(e: &csv::Error) -> String {
     }
 }
 
-const CONSENT_FIELDS: &[&str] = &[
-    "subject_ref",
-    "obtained_by",
-    "obtained_at",
-    "method",
-    "scope",
-    "purposes",
-    "jurisdiction",
-    "expires_at",
-    "licence_version",
-    "minor",
-    "guardian_name_ref",
-    "guardian_relationship",
-    "guardian_obtained_at",
-];
+/// The columns of an inline consent: every column but `file` and `consent_id`.
+const CONSENT_FIELDS: &[&str] = COLUMNS.split_at(2).1;
 
 fn row<'a>(
     number: usize,
