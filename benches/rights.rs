@@ -110,6 +110,7 @@ async fn main() {
                 size_bytes: jpeg.len() as u64,
                 sha256: sha256.clone(),
                 uploader: None,
+                batch_id: None,
             },
             EventKind::Stripped {
                 removed: vec!["EXIF".into()],

@@ -73,6 +73,8 @@ pub struct Problem {
 pub struct Manifest {
     pub rows: Vec<Row>,
     pub problems: Vec<Problem>,
+    /// Every row's `file` cell as written, valid or not (for a report of every row).
+    pub files: std::collections::BTreeMap<usize, String>,
 }
 
 /// Is `path` a plain relative path that stays inside its root: not empty, not absolute (no
@@ -147,6 +149,9 @@ pub fn parse(bytes: &[u8], now: OffsetDateTime) -> Manifest {
                         .map(str::trim)
                         .filter(|v| !v.is_empty())
                 };
+                if let Some(file) = cell("file") {
+                    manifest.files.insert(number, file.to_owned());
+                }
                 match row(number, &cell, now) {
                     Ok(row) => manifest.rows.push(row),
                     Err(problems) => manifest.problems.extend(problems),

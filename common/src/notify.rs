@@ -13,6 +13,9 @@ pub struct Notification {
     pub event: String,
     pub seq: u64,
     pub event_hash: String,
+    /// The import batch the asset was uploaded into, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<Uuid>,
 }
 
 impl Notification {

@@ -38,6 +38,9 @@ pub enum EventKind {
         /// The API key id that uploaded it (absent in logs written before it was recorded).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uploader: Option<String>,
+        /// The import batch it was uploaded into, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch_id: Option<Uuid>,
     },
     Stripped {
         removed: Vec<String>,
@@ -598,6 +601,7 @@ mod tests {
                     size_bytes: 10,
                     sha256: "ab".into(),
                     uploader: None,
+                    batch_id: None,
                 },
                 EventKind::Stripped {
                     removed: vec!["EXIF:GPSLatitude".into()],
@@ -686,6 +690,7 @@ mod tests {
             size_bytes: 1,
             sha256: "x".into(),
             uploader: None,
+            batch_id: None,
         };
         let hold = EventKind::Verdict {
             decision: Decision::Hold,

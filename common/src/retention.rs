@@ -219,6 +219,7 @@ mod tests {
             size_bytes: 1,
             sha256: "x".into(),
             uploader: None,
+            batch_id: None,
         }
     }
 

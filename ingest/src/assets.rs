@@ -29,6 +29,7 @@ use futures::channel::mpsc;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tokio_util::task::AbortOnDropHandle;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -60,6 +61,8 @@ pub struct UploadForm {
     file: Vec<u8>,
     /// The consent that covers this image.
     consent_id: Uuid,
+    /// The import batch it belongs to (`POST /v1/batches`), if any.
+    batch_id: Option<Uuid>,
 }
 
 fn accepted(id: Uuid) -> Response {
@@ -109,6 +112,16 @@ fn multipart_error(state: &AppState, e: axum::extract::multipart::MultipartError
     }
 }
 
+/// Is this the caller's tenant's batch? 422 naming `batch_id` if not.
+async fn usable_batch(state: &AppState, caller: &Caller, text: &str) -> Result<Uuid, ApiError> {
+    let invalid = |why: &str| ApiError::Invalid(format!("batch_id: {why}"));
+    let id = Uuid::parse_str(text.trim()).map_err(|_| invalid("not a batch id"))?;
+    match crate::batches::owned(state, caller, id).await? {
+        Some(batch) => Ok(batch.id),
+        None => Err(invalid("no such batch; open one with POST /v1/batches")),
+    }
+}
+
 /// What a streamed file came to.
 struct Stored {
     format: Format,
@@ -155,8 +168,10 @@ async fn store_file(
     let (mut tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     let storage = state.storage.clone();
     let reader = tokio_util::io::StreamReader::new(rx);
-    let upload =
-        tokio::spawn(async move { storage.put_blob(asset, BlobRole::Original, reader).await });
+    // Aborted if this request is dropped, so a cut-off body never completes as a blob.
+    let upload = AbortOnDropHandle::new(tokio::spawn(async move {
+        storage.put_blob(asset, BlobRole::Original, reader).await
+    }));
     let mut hash = Context::new(&SHA256);
     let mut size: u64 = 0;
     let mut failure = None;
@@ -202,10 +217,48 @@ async fn store_file(
     })
 }
 
-/// An upload that did not complete leaves nothing behind.
-async fn discard(state: &AppState, asset: Uuid) {
-    if let Err(e) = state.storage.forget_upload(asset).await {
+/// An upload not yet recorded. Dropped before [`Unfinished::recorded`] (an error, or the
+/// client gone mid-body, which drops the request), it deletes what it stored and frees its
+/// Idempotency-Key, so the client's retry starts afresh instead of waiting out the lease.
+struct Unfinished {
+    storage: asepsis_store::Storage,
+    asset: Uuid,
+    key: Option<HeldKey>,
+    recorded: bool,
+}
+
+impl Unfinished {
+    fn recorded(mut self) {
+        self.recorded = true;
+    }
+
+    /// Discard it now (before answering a refusal, so that a retry finds the key free).
+    async fn discard(mut self) {
+        self.recorded = true;
+        forget(self.storage.clone(), self.asset, self.key.take()).await;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(forget(self.storage.clone(), self.asset, self.key.take()));
+        }
+    }
+}
+
+async fn forget(storage: asepsis_store::Storage, asset: Uuid, key: Option<HeldKey>) {
+    if let Err(e) = storage.forget_upload(asset).await {
         tracing::warn!(asset.id = %asset, error = %e, "could not discard an incomplete upload");
+        return; // the key stays claimed: a retry takes over once its lease ends
+    }
+    if let Some(key) = key
+        && let Err(e) = storage.release_idempotency(&key.tenant, &key.sha256).await
+    {
+        tracing::warn!(asset.id = %asset, error = %e, "could not free an Idempotency-Key");
     }
 }
 
@@ -234,8 +287,14 @@ pub(crate) enum Keyed {
     Earlier(IdempotencyRecord),
 }
 
+/// An Idempotency-Key as stored (hashed), to free it when the work it claimed fails.
+pub(crate) struct HeldKey {
+    tenant: String,
+    sha256: String,
+}
+
 /// Claim the request's `Idempotency-Key` within `namespace` (the same key on two kinds of
-/// request names two things) for a new id.
+/// request names two things) for a new id; with the key, when one was sent.
 ///
 /// # Errors
 /// 400 when the key is not 1 to 255 visible ASCII characters; store failures.
@@ -244,10 +303,10 @@ pub(crate) async fn claim_key(
     caller: &Caller,
     headers: &HeaderMap,
     namespace: &str,
-) -> Result<Keyed, ApiError> {
+) -> Result<(Keyed, Option<HeldKey>), ApiError> {
     let id = Uuid::new_v4();
     let Some(key) = headers.get("idempotency-key") else {
-        return Ok(Keyed::New(id));
+        return Ok((Keyed::New(id), None));
     };
     let key = key
         .to_str()
@@ -261,16 +320,19 @@ pub(crate) async fn claim_key(
         asset_id: id,
         started_at_ms: now_ms(),
     };
-    Ok(
-        match state
-            .storage
-            .claim_idempotency(&caller.tenant, &key_sha256, &claim)
-            .await?
-        {
-            Claim::Created => Keyed::New(id),
-            Claim::Existing(earlier) => Keyed::Earlier(earlier),
-        },
-    )
+    let keyed = match state
+        .storage
+        .claim_idempotency(&caller.tenant, &key_sha256, &claim)
+        .await?
+    {
+        Claim::Created => Keyed::New(id),
+        Claim::Existing(earlier) => Keyed::Earlier(earlier),
+    };
+    let held = HeldKey {
+        tenant: caller.tenant.clone(),
+        sha256: key_sha256,
+    };
+    Ok((keyed, Some(held)))
 }
 
 /// The earlier attempt's id, to finish its work, once its lease has run out.
@@ -304,7 +366,8 @@ pub async fn upload(
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Uploader])?;
-    let asset = match claim_key(&state, &caller, &headers, "").await? {
+    let (keyed, key) = claim_key(&state, &caller, &headers, "").await?;
+    let asset = match keyed {
         Keyed::New(id) => id,
         Keyed::Earlier(earlier) => {
             let log = AssetLog::load(&state.storage, earlier.asset_id).await?;
@@ -317,7 +380,14 @@ pub async fn upload(
             take_over(&state, &earlier, "an upload")?
         }
     };
+    let unfinished = Unfinished {
+        storage: state.storage.clone(),
+        asset,
+        key,
+        recorded: false,
+    };
     let mut consent: Option<Consent> = None;
+    let mut batch: Option<Uuid> = None;
     let mut stored: Option<Stored> = None;
     let outcome: Result<(), ApiError> = async {
         while let Some(field) = form
@@ -333,15 +403,22 @@ pub async fn upload(
                         .map_err(|_| ApiError::BadRequest("consent_id: unreadable".into()))?;
                     consent = Some(usable_consent(&state, &caller, &text).await?);
                 }
+                Some("batch_id") if batch.is_none() => {
+                    let text = field
+                        .text()
+                        .await
+                        .map_err(|_| ApiError::BadRequest("batch_id: unreadable".into()))?;
+                    batch = Some(usable_batch(&state, &caller, &text).await?);
+                }
                 Some("file") if stored.is_none() => {
                     stored = Some(store_file(&state, asset, field).await?);
                 }
-                Some(name @ ("file" | "consent_id")) => {
+                Some(name @ ("file" | "consent_id" | "batch_id")) => {
                     return Err(ApiError::Invalid(format!("{name}: sent twice; send one")));
                 }
                 _ => {
                     return Err(ApiError::Invalid(
-                        "unexpected form field; send only file and consent_id".into(),
+                        "unexpected form field; send only file, consent_id and batch_id".into(),
                     ));
                 }
             }
@@ -351,21 +428,26 @@ pub async fn upload(
     .await;
     let (consent, stored) = match (outcome, consent, stored) {
         (Ok(()), Some(consent), Some(stored)) => (consent, stored),
-        (Err(e), _, _) => {
-            discard(&state, asset).await;
-            return Err(e);
+        (outcome, consent, _) => {
+            unfinished.discard().await;
+            return Err(match (outcome, consent) {
+                (Err(e), _) => e,
+                (Ok(()), None) => ApiError::Invalid("consent_id: missing".into()),
+                (Ok(()), Some(_)) => ApiError::Invalid("file: missing".into()),
+            });
         }
-        (Ok(()), None, _) => {
-            discard(&state, asset).await;
-            return Err(ApiError::Invalid("consent_id: missing".into()));
-        }
-        (Ok(()), _, None) => return Err(ApiError::Invalid("file: missing".into())),
     };
     state
         .storage
         .index_asset(&caller.tenant, consent.id, asset)
         .await?;
+    if let Some(batch) = batch {
+        state.storage.index_batch_asset(batch, asset).await?;
+    }
     let mut log = AssetLog::load(&state.storage, asset).await?;
+    // From here a failure may have recorded the arrival: keep what was stored (a retry with
+    // the key finds it, or takes over once the lease ends).
+    unfinished.recorded();
     if !log.has(EventName::Received) {
         let what = EventKind::Received {
             tenant: caller.tenant.clone(),
@@ -374,6 +456,7 @@ pub async fn upload(
             size_bytes: stored.size_bytes,
             sha256: stored.sha256,
             uploader: Some(caller.key_id.clone()),
+            batch_id: batch,
         };
         log.append(&state.storage, &state.signer, what).await?;
     }

@@ -8,13 +8,14 @@ use asepsis_common::consent::{Consent, Terms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::assets::{Keyed, claim_key, take_over};
 use crate::auth::Caller;
 use crate::error::ApiError;
 
@@ -56,11 +57,13 @@ pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 
 /// Record a consent.
 #[utoipa::path(post, path = "/v1/consents", request_body = Terms,
-    responses((status = 201, body = Created), (status = 422, description = "a field is wrong; the message names it")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retried request with the same key records no second consent")),
+    responses((status = 201, body = Created), (status = 422, description = "a field is wrong; the message names it"), (status = 409, description = "the same Idempotency-Key is being used now")),
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     caller.require(WRITERS)?;
@@ -69,7 +72,14 @@ pub async fn create(
     terms
         .validate(now)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let consent = Consent::new(Uuid::new_v4(), caller.tenant, now, terms);
+    let id = match claim_key(&state, &caller, &headers, "consent\0").await?.0 {
+        Keyed::New(id) => id,
+        Keyed::Earlier(earlier) => match state.storage.consent(earlier.asset_id).await? {
+            Some(consent) => return Ok((StatusCode::CREATED, Json(Created { id: consent.id }))),
+            None => take_over(&state, &earlier, "a consent")?,
+        },
+    };
+    let consent = Consent::new(id, caller.tenant, now, terms);
     // The subject's index first: every stored consent can be found by its subject.
     state.storage.index_subject_consent(&consent).await?;
     state.storage.put_consent(&consent).await?;

@@ -9,6 +9,7 @@
 mod assets;
 mod audit;
 mod auth;
+mod batches;
 mod consents;
 mod error;
 mod media;
@@ -74,7 +75,7 @@ pub struct AppState {
         subjects::erase, subjects::restrict, subjects::unrestrict, subjects::object,
         subjects::export, subjects::disclosures, subjects::rectify,
         takedowns::create, takedowns::get, takedowns::list, takedowns::counter_notice,
-        takedowns::court_action,
+        takedowns::court_action, batches::create, batches::get,
     ),
     modifiers(&BearerKey)
 )]
@@ -130,6 +131,8 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/assets/{id}/provenance", get(assets::provenance))
         .route("/v1/assets/{id}/review", post(assets::review))
         .route("/v1/review", get(assets::review_queue))
+        .route("/v1/batches", post(batches::create))
+        .route("/v1/batches/{id}", get(batches::get))
         .route("/media/{id}", get(media::get))
         .route("/v1/audit", get(audit::list))
         .route("/v1/stats", get(stats::get))

@@ -71,7 +71,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Entered>), ApiError> {
     caller.require(DESK)?;
     let form: NoticeForm = parse_private(&body)?;
-    let id = match claim_key(&state, &caller, &headers, "takedown\0").await? {
+    let id = match claim_key(&state, &caller, &headers, "takedown\0").await?.0 {
         Keyed::New(id) => id,
         Keyed::Earlier(earlier) => match state.storage.takedown(earlier.asset_id).await? {
             // The notice was entered before (the answer was lost): the same answer.

@@ -110,6 +110,8 @@ async fn openapi_lists_every_route() {
         "/v1/takedowns/{id}",
         "/v1/takedowns/{id}/counter-notice",
         "/v1/takedowns/{id}/court-action",
+        "/v1/batches",
+        "/v1/batches/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -347,6 +349,7 @@ async fn stats_count_the_tenant_s_assets_and_hide_small_cells() {
                 size_bytes: 1,
                 sha256: String::new(),
                 uploader: None,
+                batch_id: None,
             };
             state
                 .storage
@@ -637,6 +640,7 @@ async fn a_held_copy_of_content_taken_down_since_is_rejected_not_approved() {
             size_bytes: 1,
             sha256: String::new(),
             uploader: None,
+            batch_id: None,
         },
         EventKind::Scanned {
             verdict: asepsis_common::faces::Verdict::NotScanned,
@@ -679,4 +683,150 @@ async fn a_held_copy_of_content_taken_down_since_is_rejected_not_approved() {
     );
     let (_, text) = get_with_key(app, &reviewer, &format!("/v1/assets/{asset}")).await;
     assert!(text.contains(r#""state":"rejected""#), "{text}");
+}
+
+#[tokio::test]
+async fn a_batch_is_its_tenant_s_and_counts_the_uploads_that_name_it() {
+    use asepsis_common::apikey::{Role, generate};
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let uploader = key(&state, Role::Uploader).await;
+    let (other, record) = generate("other-clinic", Role::Uploader, 0).unwrap();
+    state.storage.put_api_key(&record).await.unwrap();
+    let live = consent(&state, false).await.to_string();
+
+    let (status, body) = send(
+        app.clone(),
+        "POST",
+        &uploader,
+        "/v1/batches",
+        r#"{"label": "", "expected": 2}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains("label")),
+        (StatusCode::UNPROCESSABLE_ENTITY, true),
+        "{body}"
+    );
+    let (status, _) = send(
+        app.clone(),
+        "POST",
+        &uploader,
+        "/v1/batches",
+        r#"{"label": "x", "expected": 0}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let reviewer = key(&state, Role::Reviewer).await;
+    let (status, _) = send(
+        app.clone(),
+        "POST",
+        &reviewer,
+        "/v1/batches",
+        r#"{"label": "x", "expected": 1}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let open = |key: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/batches")
+                .header("authorization", format!("Bearer {key}"))
+                .header("idempotency-key", "import-1")
+                .body(Body::from(r#"{"label": "radiology", "expected": 2}"#))
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let batch = open(uploader.clone()).await;
+    assert_eq!(
+        open(uploader.clone()).await,
+        batch,
+        "a retry answers the same batch"
+    );
+    let theirs = open(other.clone()).await;
+    assert_ne!(theirs, batch, "keys are per tenant");
+
+    let parts = [
+        ("consent_id", live.as_bytes()),
+        ("batch_id", theirs.as_bytes()),
+        ("file", PNG),
+    ];
+    let (status, body) = upload(app.clone(), &uploader, multipart(&parts)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("batch_id: no such batch"), "{body}");
+    let parts = [
+        ("consent_id", live.as_bytes()),
+        ("batch_id", batch.as_bytes()),
+        ("file", PNG),
+    ];
+    let (status, body) = upload(app.clone(), &uploader, multipart(&parts)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let path = format!("/v1/batches/{batch}");
+    let (status, body) = get_with_key(app.clone(), &uploader, &path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tally: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tally["label"], "radiology");
+    assert_eq!(
+        (tally["expected"].as_u64(), tally["assets"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(tally["counts"]["received"], 1, "{tally}");
+    assert_eq!(
+        tally["done"], false,
+        "one file still to come, one not settled"
+    );
+    let (status, _) = get_with_key(app.clone(), &other, &path).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another tenant's batch is not found"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_frees_its_idempotency_key_for_the_retry() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let uploader = key(&state, Role::Uploader).await;
+    let live = consent(&state, false).await.to_string();
+    let send_keyed = |file: &'static [u8]| {
+        let (app, uploader, live) = (app.clone(), uploader.clone(), live.clone());
+        async move {
+            let body = multipart(&[("consent_id", live.as_bytes()), ("file", file)]);
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/assets")
+                .header("authorization", format!("Bearer {uploader}"))
+                .header("idempotency-key", "row-7")
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(Body::from(body))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    assert_eq!(
+        send_keyed(b"GIF89a....").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        send_keyed(PNG).await,
+        StatusCode::ACCEPTED,
+        "not 409 until the first attempt's lease ends"
+    );
+    assert_eq!(state.queue.stats().await.unwrap().ready, 1);
 }

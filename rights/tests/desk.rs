@@ -165,6 +165,7 @@ impl World {
             size_bytes: bytes.len() as u64,
             sha256: asepsis_common::sha256_hex(bytes),
             uploader: Some(uploader.into()),
+            batch_id: None,
         };
         storage
             .append_event(asset, &self.desk.signer, what)

@@ -85,6 +85,14 @@ impl AssetLog {
         })
     }
 
+    /// The import batch the asset was uploaded into, if any.
+    pub fn batch(&self) -> Option<Uuid> {
+        self.events.iter().find_map(|e| match &e.event.what {
+            EventKind::Received { batch_id, .. } => *batch_id,
+            _ => None,
+        })
+    }
+
     /// The original's perceptual hash, as the worker recorded it.
     pub fn pdq(&self) -> Option<asepsis_common::pdq::Pdq> {
         self.events.iter().find_map(|e| match &e.event.what {
@@ -283,6 +291,7 @@ impl AssetLog {
             event: event.into(),
             seq: last.event.seq,
             event_hash: last.hash.clone(),
+            batch_id: self.batch(),
         })
     }
 }

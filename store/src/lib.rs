@@ -2,7 +2,7 @@
 //!
 //! - [`Storage`]: the object store (`object_store`: local files or S3) and its key layout,
 //!   the one place an object's key is built; encrypted blobs, consents, API keys, indexes,
-//!   idempotency claims, each asset's provenance events written create-only, and take-downs
+//!   idempotency claims, import batches (`batches`), each asset's provenance events written create-only, and take-downs
 //!   with the block list (`takedowns`);
 //! - [`blob_stream`]: blobs sealed and opened as streams in the envelope format;
 //! - [`blocklist`]: the take-down block list, kept current in memory for matching uploads;
@@ -13,6 +13,7 @@
 //! plaintext, keys or event contents.
 
 pub mod asset;
+mod batches;
 pub mod blob_stream;
 pub mod blocklist;
 pub mod keyring;

@@ -21,6 +21,8 @@
 //!                                under keys/{id}, the counter-notices' blobs/{id}/counter-notice
 //! locks/takedowns/{id}           a request on the take-down is running (JSON lease)
 //! blocklist/{takedown}/{asset}   the perceptual hashes the take-down blocks (32 bytes each)
+//! batches/{id}                   an import batch (JSON Batch: tenant, label, expected count)
+//! index/batches/{id}/{asset}     empty marker: the asset was uploaded into the batch
 //! ```
 //!
 //! Wrapped keys live apart from blobs, so rotating a KEK rewrites only `keys/` and erasing an
@@ -127,6 +129,9 @@ pub(crate) enum Object<'a> {
     /// The prefix of the block list.
     BlockList,
     BlockEntry(Uuid, Uuid),
+    Batch(Uuid),
+    BatchAssets(Uuid),
+    BatchAsset(Uuid, Uuid),
     /// The prefix of the audit log.
     AuditLog,
     AuditEntry(u64),
@@ -162,6 +167,9 @@ impl Object<'_> {
             Object::TakedownLock(id) => format!("locks/takedowns/{id}"),
             Object::BlockList => "blocklist".to_owned(),
             Object::BlockEntry(takedown, asset) => format!("blocklist/{takedown}/{asset}"),
+            Object::Batch(id) => format!("batches/{id}"),
+            Object::BatchAssets(batch) => format!("index/batches/{batch}"),
+            Object::BatchAsset(batch, asset) => format!("index/batches/{batch}/{asset}"),
             Object::AuditLog => "audit".to_owned(),
             Object::AuditEntry(seq) => format!("audit/{seq:020}"),
         })
@@ -768,6 +776,20 @@ impl Storage {
             Some(existing) => Ok(Claim::Existing(existing)),
             None => Err(StorageError::Corrupt(path.to_string())),
         }
+    }
+
+    /// Free an Idempotency-Key whose upload failed before recording anything, so that the
+    /// client's retry starts afresh instead of waiting out the claim's lease. Idempotent.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn release_idempotency(
+        &self,
+        tenant: &str,
+        key_sha256: &str,
+    ) -> Result<(), StorageError> {
+        self.delete(&Object::Idempotency(tenant, key_sha256).path())
+            .await
     }
 
     /// Delete one blob of an asset (a derivative purged on withdrawal, or an upload that

@@ -95,6 +95,7 @@ async fn receive(jobs: &AssetJobs, bytes: Vec<u8>, consent_id: Uuid) -> Uuid {
         size_bytes,
         sha256: String::new(),
         uploader: None,
+        batch_id: None,
     };
     jobs.storage
         .append_event(asset, &jobs.signer, what)
