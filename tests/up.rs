@@ -112,16 +112,6 @@ fn up_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
-fn import_is_not_built_yet_and_exits_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
-        .args(["import", "d"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not in this build"));
-}
-
-#[test]
 fn keys_create_prints_only_the_key_on_stdout() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))

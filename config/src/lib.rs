@@ -5,8 +5,9 @@
 //! FILE`), then environment variables `ASEPSIS__SECTION__KEY` (nested keys joined by `__`),
 //! then the command line's flags ([`Overrides`]). Settings are validated once, at start-up,
 //! with an error that names the setting. Besides those it reads only the `AWS_*` variables an
-//! S3 client expects ([`aws_env`]) and the operator's user name ([`os_user`]); the one other
-//! variable the binary reads is `RUST_LOG`, which tracing's filter takes over `log.filter`.
+//! S3 client expects ([`aws_env`]), the import's API key ([`api_key_env`]) and the operator's
+//! user name ([`os_user`]); the one other variable the binary reads is `RUST_LOG`, which
+//! tracing's filter takes over `log.filter`.
 //! Secrets stay [`SecretString`]s that never show in `Debug` output.
 
 use std::net::SocketAddr;
@@ -50,6 +51,20 @@ pub struct Settings {
     pub retention: Retention,
     pub rights: Rights,
     pub takedown: Takedown,
+    pub import: Import,
+}
+
+/// `asepsis import`'s bounds on a ZIP, checked on the bytes as they are inflated (never on
+/// the sizes its headers claim).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    /// Most entries one archive may hold.
+    pub zip_max_entries: u64,
+    /// Most bytes all entries may inflate to, together.
+    pub zip_max_total_bytes: u64,
+    /// Most bytes one entry may inflate to per byte stored.
+    pub zip_max_ratio: u64,
 }
 
 /// DMCA take-downs: the restore delay after a counter-notice, the counter-notice window, the
@@ -287,6 +302,18 @@ impl Settings {
         if self.rights.lock_ttl_secs == 0 {
             return invalid("rights.lock_ttl_secs", "must be more than 0");
         }
+        for (setting, value) in [
+            ("import.zip_max_entries", self.import.zip_max_entries),
+            (
+                "import.zip_max_total_bytes",
+                self.import.zip_max_total_bytes,
+            ),
+            ("import.zip_max_ratio", self.import.zip_max_ratio),
+        ] {
+            if value == 0 {
+                return invalid(setting, "must be at least 1");
+            }
+        }
         if let Err((setting, why)) = self.takedown.validate() {
             return invalid(setting, why);
         }
@@ -335,6 +362,15 @@ pub fn aws_env() -> Vec<(String, SecretString)> {
         .filter(|(name, _)| name.starts_with("AWS_"))
         .map(|(name, value)| (name.to_ascii_lowercase(), SecretString::from(value)))
         .collect()
+}
+
+/// The API key `asepsis import` uses when no `--key-file` is given: `ASEPSIS_API_KEY` (a
+/// variable, never a flag: a flag's value shows in `ps`).
+pub fn api_key_env() -> Option<SecretString> {
+    std::env::var("ASEPSIS_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(SecretString::from)
 }
 
 /// Who runs a host command, for the audit log: the OS user name, or `unknown`.

@@ -3,6 +3,7 @@
 //! patch applied after loading.
 
 mod ctl;
+mod import;
 mod keys;
 mod rights;
 mod sanitize;
@@ -15,9 +16,6 @@ use std::process::ExitCode;
 
 use asepsis_config::{LogFormat, Overrides, Settings};
 use clap::{Args, Parser, Subcommand};
-
-/// Exit status of a command that is not in this build.
-const NOT_BUILT: u8 = 2;
 
 #[derive(Parser)]
 #[command(name = "asepsis", version, about = "Secure media-ingest pipeline")]
@@ -55,11 +53,9 @@ enum Command {
     /// Face-scan files offline: per file the faces found (box, score) and the verdict
     /// (identifiable, uncertain, none, or not_scanned with the reason).
     Scan(scan::Args),
-    /// Batch import (not in this build).
-    Import {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// A hospital's batch import: a directory or ZIP of files and a CSV manifest of their
+    /// consents, checked first, then uploaded to a server; resumable (run it again).
+    Import(import::Args),
     /// API keys and key-encryption keys.
     Keys {
         /// Data directory of the embedded backends; overrides server.data_dir.
@@ -101,11 +97,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { data, .. } | Command::Ctl { data, .. } | Command::Rights { data, .. } => {
             (data.clone(), None)
         }
-        Command::Import { .. } => {
-            eprintln!("asepsis import: not in this build yet");
-            return Ok(ExitCode::from(NOT_BUILT));
-        }
-        Command::Sanitize(_) | Command::Scan(_) => (None, None),
+        Command::Sanitize(_) | Command::Scan(_) | Command::Import(_) => (None, None),
     };
     flags.server.data_dir = data;
     flags.server.listen = listen;
@@ -119,6 +111,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command, .. } => keys::run(settings, command).await,
         Command::Ctl { command, .. } => ctl::run(settings, command).await,
         Command::Rights { command, .. } => rights::run(settings, command).await,
-        Command::Import { .. } => Ok(ExitCode::from(NOT_BUILT)),
+        Command::Import(args) => import::run(settings, args).await,
     }
 }
