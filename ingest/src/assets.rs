@@ -17,7 +17,7 @@ use asepsis_common::policy::{Decision, ReviewDecision};
 use asepsis_common::provenance::{self, AssetState, EventKind, EventName};
 use asepsis_common::sha256_hex;
 use asepsis_store::asset::{Appended, AssetLog, Published};
-use asepsis_store::{Claim, IdempotencyRecord, now_ms};
+use asepsis_store::{BlobInfo, Claim, IdempotencyRecord, StorageError, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::multipart::Field;
@@ -29,7 +29,7 @@ use futures::channel::mpsc;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio_util::task::AbortOnDropHandle;
+use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -133,9 +133,10 @@ struct Stored {
 /// pipe chunks to the store while counting and hashing them.
 async fn store_file(
     state: &AppState,
-    asset: Uuid,
+    unfinished: &mut Unfinished,
     mut field: Field<'_>,
 ) -> Result<Stored, ApiError> {
+    let asset = unfinished.asset;
     let too_large = || too_large(state);
     let read_error = |e| multipart_error(state, e);
     let mut head = Vec::with_capacity(SNIFF_LEN);
@@ -168,8 +169,9 @@ async fn store_file(
     let (mut tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     let storage = state.storage.clone();
     let reader = tokio_util::io::StreamReader::new(rx);
-    // Aborted if this request is dropped, so a cut-off body never completes as a blob.
-    let upload = AbortOnDropHandle::new(tokio::spawn(async move {
+    // Held by `unfinished`: if this request is dropped, the write is aborted and awaited
+    // before what it stored is deleted, so a cut-off body never completes as a blob.
+    let upload = unfinished.writing.insert(tokio::spawn(async move {
         storage.put_blob(asset, BlobRole::Original, reader).await
     }));
     let mut hash = Context::new(&SHA256);
@@ -205,7 +207,9 @@ async fn store_file(
             .await;
     }
     drop(tx);
-    let stored = upload.await.map_err(ApiError::internal)?;
+    let stored = upload.await.map_err(ApiError::internal);
+    unfinished.writing = None;
+    let stored = stored?;
     if let Some(failure) = failure {
         return Err(failure);
     }
@@ -224,6 +228,8 @@ struct Unfinished {
     storage: asepsis_store::Storage,
     asset: Uuid,
     key: Option<HeldKey>,
+    /// The task writing the original, while it runs.
+    writing: Option<JoinHandle<Result<BlobInfo, StorageError>>>,
     recorded: bool,
 }
 
@@ -244,9 +250,18 @@ impl Drop for Unfinished {
         if self.recorded {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(forget(self.storage.clone(), self.asset, self.key.take()));
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (storage, asset, key) = (self.storage.clone(), self.asset, self.key.take());
+        let writing = self.writing.take();
+        runtime.spawn(async move {
+            if let Some(writing) = writing {
+                writing.abort();
+                let _ = writing.await; // cancelled, or done: either way it writes no more
+            }
+            forget(storage, asset, key).await;
+        });
     }
 }
 
@@ -380,10 +395,11 @@ pub async fn upload(
             take_over(&state, &earlier, "an upload")?
         }
     };
-    let unfinished = Unfinished {
+    let mut unfinished = Unfinished {
         storage: state.storage.clone(),
         asset,
         key,
+        writing: None,
         recorded: false,
     };
     let mut consent: Option<Consent> = None;
@@ -411,7 +427,7 @@ pub async fn upload(
                     batch = Some(usable_batch(&state, &caller, &text).await?);
                 }
                 Some("file") if stored.is_none() => {
-                    stored = Some(store_file(&state, asset, field).await?);
+                    stored = Some(store_file(&state, &mut unfinished, field).await?);
                 }
                 Some(name @ ("file" | "consent_id" | "batch_id")) => {
                     return Err(ApiError::Invalid(format!("{name}: sent twice; send one")));

@@ -746,6 +746,30 @@ async fn a_batch_is_its_tenant_s_and_counts_the_uploads_that_name_it() {
             created["id"].as_str().unwrap().to_owned()
         }
     };
+    let terms = r#"{"subject_ref": "s-1", "obtained_by": "d", "obtained_at": "2026-01-01T00:00:00Z",
+        "method": "written", "scope": "identifiable", "purposes": ["teaching"],
+        "jurisdiction": "NL", "licence_version": "1", "minor": false}"#;
+    let record = || {
+        let (app, uploader) = (app.clone(), uploader.clone());
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/consents")
+                .header("authorization", format!("Bearer {uploader}"))
+                .header("idempotency-key", "import-1/consent")
+                .body(Body::from(terms))
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            res.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+    assert_eq!(
+        record().await,
+        record().await,
+        "a retried consent is the same consent"
+    );
+
     let batch = open(uploader.clone()).await;
     assert_eq!(
         open(uploader.clone()).await,

@@ -2,8 +2,8 @@
 //!
 //! - [`Storage`]: the object store (`object_store`: local files or S3) and its key layout,
 //!   the one place an object's key is built; encrypted blobs, consents, API keys, indexes,
-//!   idempotency claims, import batches (`batches`), each asset's provenance events written create-only, and take-downs
-//!   with the block list (`takedowns`);
+//!   idempotency claims, import batches (`batches`), each asset's provenance events written
+//!   create-only, and take-downs with the block list (`takedowns`);
 //! - [`blob_stream`]: blobs sealed and opened as streams in the envelope format;
 //! - [`blocklist`]: the take-down block list, kept current in memory for matching uploads;
 //! - [`asset`]: one asset's log as the services use it (append where read, publish once);

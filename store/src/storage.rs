@@ -769,13 +769,16 @@ impl Storage {
         record: &IdempotencyRecord,
     ) -> Result<Claim<IdempotencyRecord>, StorageError> {
         let path = Object::Idempotency(tenant, key_sha256).path();
-        if self.put_json(&path, record, true).await? {
-            return Ok(Claim::Created);
+        // A claim freed between the two calls (its upload failed) is claimed again.
+        for _ in 0..APPEND_RETRIES {
+            if self.put_json(&path, record, true).await? {
+                return Ok(Claim::Created);
+            }
+            if let Some(existing) = self.get_json(&path).await? {
+                return Ok(Claim::Existing(existing));
+            }
         }
-        match self.get_json(&path).await? {
-            Some(existing) => Ok(Claim::Existing(existing)),
-            None => Err(StorageError::Corrupt(path.to_string())),
-        }
+        Err(StorageError::Contended(path.to_string()))
     }
 
     /// Free an Idempotency-Key whose upload failed before recording anything, so that the

@@ -80,6 +80,9 @@ async fn consent(jobs: &AssetJobs, scope: Scope) -> Uuid {
     consent.id
 }
 
+/// The import batch every test asset is received into.
+const BATCH: Uuid = Uuid::from_u128(0xba7c4);
+
 /// What ingest does: store the original encrypted and record `received`.
 async fn receive(jobs: &AssetJobs, bytes: Vec<u8>, consent_id: Uuid) -> Uuid {
     let asset = Uuid::new_v4();
@@ -95,7 +98,7 @@ async fn receive(jobs: &AssetJobs, bytes: Vec<u8>, consent_id: Uuid) -> Uuid {
         size_bytes,
         sha256: String::new(),
         uploader: None,
-        batch_id: None,
+        batch_id: Some(BATCH),
     };
     jobs.storage
         .append_event(asset, &jobs.signer, what)
@@ -158,6 +161,7 @@ async fn identifiable_consent_publishes_a_stripped_encrypted_derivative() {
     assert_eq!(provenance::verify(asset, &events, &trusted), Ok(6));
     let note = published.try_recv().unwrap();
     assert_eq!((note.asset_id, note.event.as_str()), (asset, "published"));
+    assert_eq!(note.batch_id, Some(BATCH), "asset.* events carry the batch");
 
     verify(&derivative(&jobs, asset).await, &Limits::default()).unwrap();
 

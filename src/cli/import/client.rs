@@ -1,15 +1,16 @@
 //! The import's HTTP client: the API key as a sensitive header (never logged, never in a
-//! URL), and the retry rule. Connection errors, 408, 409 (the same key is in progress),
-//! 429 and 5xx are retried with exponential backoff and full jitter, honouring
-//! `Retry-After`; any other 4xx is final for the request.
+//! URL, never sent in clear text beyond loopback), and the retry rule. Connection errors,
+//! 408, 409 (the same key is in progress), 429 and 5xx are retried with exponential backoff
+//! and full jitter, honouring `Retry-After`, for up to [`RETRY_FOR`] (longer than the
+//! server's hold on an interrupted upload's key); any other 4xx is final for the request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-/// Attempts per request before giving up (the row stays to be retried by a rerun).
-const ATTEMPTS: u32 = 10;
+/// How long a request is usually retried before giving up (the row stays for a rerun).
+pub const RETRY_FOR: Duration = Duration::from_secs(300);
 const FIRST_DELAY: Duration = Duration::from_millis(250);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
@@ -31,8 +32,24 @@ pub struct Client {
 
 impl Client {
     /// # Errors
-    /// The key is not a valid header value.
+    /// The URL is not http(s), or is plain http to another host than this one; the key is
+    /// not a valid header value.
     pub fn new(base: &str, key: &str) -> anyhow::Result<Client> {
+        let url = reqwest::Url::parse(base).map_err(|e| anyhow::anyhow!("--url: {e}"))?;
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                anyhow::bail!("--url: plain http would send the API key in clear text; use https")
+            }
+            _ => anyhow::bail!("--url: not an http(s) URL"),
+        }
         let mut auth = HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| anyhow::anyhow!("the API key has characters a header cannot carry"))?;
         auth.set_sensitive(true);
@@ -41,6 +58,8 @@ impl Client {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .tcp_keepalive(Duration::from_secs(30))
             .build()?;
         Ok(Client {
             http,
@@ -53,15 +72,19 @@ impl Client {
     }
 
     /// Send what `build` makes (called afresh for each attempt: a streamed body is reopened),
-    /// retrying as the module says.
-    pub async fn send<F, Fut>(&self, mut build: F) -> Outcome
+    /// retrying as the module says for up to `budget`.
+    pub async fn send<F, Fut>(&self, budget: Duration, mut build: F) -> Outcome
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = std::io::Result<RequestBuilder>>,
     {
         let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
+        let started = Instant::now();
+        for attempt in 0.. {
             if attempt > 0 {
+                if started.elapsed() > budget {
+                    break;
+                }
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let request = match build().await {

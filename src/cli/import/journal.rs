@@ -14,9 +14,11 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
-    /// The first line: which manifest this journal is for, and the nonce its keys derive from.
+    /// The first line: which manifest and server this journal is for, and the nonce its keys
+    /// derive from.
     Import {
         manifest_sha256: String,
+        url: String,
         nonce: Uuid,
     },
     Batch {
@@ -36,7 +38,7 @@ pub enum Record {
         row: usize,
         asset: Uuid,
     },
-    /// The server refused the row for good (a 4xx other than 408, 409, 429).
+    /// The server refused the row (a 4xx other than 401, 403, 408, 409, 429).
     Refused {
         row: usize,
         status: u16,
@@ -51,7 +53,6 @@ pub struct Progress {
     pub batch: Option<Uuid>,
     pub consents: HashMap<String, Uuid>,
     pub done: HashMap<usize, Uuid>,
-    pub refused: HashMap<usize, (u16, String)>,
     /// Rows started and never finished (re-checked by uploading again under their key).
     pub in_flight: Vec<usize>,
 }
@@ -69,11 +70,16 @@ pub fn default_path(manifest: &Path) -> PathBuf {
 }
 
 impl Journal {
-    /// Open (or start) the journal of the manifest whose SHA-256 is `manifest_sha256`.
+    /// Open (or start) the journal of the manifest whose SHA-256 is `manifest_sha256`, sent
+    /// to `url`.
     ///
     /// # Errors
-    /// It cannot be read or written, or it belongs to another manifest.
-    pub fn open(path: &Path, manifest_sha256: &str) -> anyhow::Result<(Journal, Progress)> {
+    /// It cannot be read or written, or it belongs to another manifest or server.
+    pub fn open(
+        path: &Path,
+        manifest_sha256: &str,
+        url: &str,
+    ) -> anyhow::Result<(Journal, Progress)> {
         let mut progress = Progress::default();
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -89,12 +95,21 @@ impl Journal {
             match record {
                 Record::Import {
                     manifest_sha256: sha,
+                    url: was,
                     nonce,
                 } => {
                     if sha != manifest_sha256 {
                         anyhow::bail!(
                             "state file {} belongs to another manifest (or this one changed): \
-                             name another with --state to start a new import",
+                             name another with --state to start a new import (put only the rows \
+                             not yet imported in its manifest, or they are uploaded again)",
+                            path.display()
+                        );
+                    }
+                    if was != url {
+                        anyhow::bail!(
+                            "state file {} is of an import to {was}: run it with that --url, or \
+                             name another state file with --state",
                             path.display()
                         );
                     }
@@ -106,19 +121,17 @@ impl Journal {
                 }
                 Record::Start { row } => started.push(row),
                 Record::Done { row, asset } => {
-                    progress.refused.remove(&row);
                     progress.done.insert(row, asset);
                 }
-                Record::Refused { row, status, error } => {
-                    progress.refused.insert(row, (status, error));
-                }
+                // Sent again by a rerun: the server freed its key when it refused it.
+                Record::Refused { row, .. } => started.retain(|r| *r != row),
             }
         }
         started.sort_unstable();
         started.dedup();
         progress.in_flight = started
             .into_iter()
-            .filter(|r| !progress.done.contains_key(r) && !progress.refused.contains_key(r))
+            .filter(|r| !progress.done.contains_key(r))
             .collect();
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -137,6 +150,7 @@ impl Journal {
             journal.write(
                 &Record::Import {
                     manifest_sha256: manifest_sha256.to_owned(),
+                    url: url.to_owned(),
                     nonce,
                 },
                 true,

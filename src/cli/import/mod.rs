@@ -19,14 +19,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use asepsis_common::consent::Consent;
 use asepsis_common::manifest::{self, ConsentRef, Problem};
 use asepsis_common::media::{Format, SNIFF_LEN, sniff};
-use asepsis_config::Settings;
+use asepsis_config::{Import as ImportLimits, Settings};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, StatusCode};
@@ -37,9 +37,9 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use client::{Client, Outcome};
+use client::{Client, Outcome, RETRY_FOR};
 use journal::{Journal, Record};
-use source::{Place, Source, ZipLimits};
+use source::{Place, Source};
 
 /// The manifest or the source has problems: nothing was uploaded.
 const INVALID: u8 = 2;
@@ -47,6 +47,8 @@ const INVALID: u8 = 2;
 const INCOMPLETE: u8 = 1;
 /// Stopped by Ctrl-C; the same command resumes.
 const INTERRUPTED: u8 = 130;
+/// `--wait` gives up when no file has settled for this long (a dead-lettered job, say).
+const STALLED: Duration = Duration::from_secs(600);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -106,21 +108,31 @@ struct Fate {
     reason: String,
 }
 
+/// A manifest, source or usage error: nothing was uploaded.
+fn usage(e: &anyhow::Error) -> ExitCode {
+    eprintln!("{e:#}");
+    ExitCode::from(INVALID)
+}
+
 pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
-    let key = api_key(args.key_file.as_deref())?;
-    let text = std::fs::read(&args.manifest)
-        .with_context(|| format!("manifest {}", args.manifest.display()))?;
+    let key = match api_key(args.key_file.as_deref()) {
+        Ok(key) => key,
+        Err(e) => return Ok(usage(&e)),
+    };
+    let text = match std::fs::read(&args.manifest) {
+        Ok(text) => text,
+        Err(e) => {
+            let e = anyhow::anyhow!("manifest {}: {e}", args.manifest.display());
+            return Ok(usage(&e));
+        }
+    };
     let manifest_sha256 = asepsis_common::sha256_hex(&text);
     let parsed = manifest::parse(&text, time::OffsetDateTime::now_utc());
     let files_of = parsed.files.clone();
     let mut problems = parsed.problems;
-    let limits = ZipLimits {
-        max_entries: settings.import.zip_max_entries,
-        max_total_bytes: settings.import.zip_max_total_bytes,
-        max_ratio: settings.import.zip_max_ratio,
-    };
-    let source = match Source::open(&args.source, limits).await {
-        Ok(source) => Arc::new(source),
+    let limits = settings.import;
+    let source = match Source::open(&args.source, &limits).await {
+        Ok(source) => source,
         Err(refusals) => {
             for refusal in &refusals {
                 eprintln!("{refusal}");
@@ -145,42 +157,27 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(INVALID));
         }
     };
-    let client = Client::new(&args.url, key.expose_secret())?;
+    let client = match Client::new(&args.url, key.expose_secret()) {
+        Ok(client) => client,
+        Err(e) => return Ok(usage(&e)),
+    };
     if let Err(e) = check_consents(&client, &uploads, &mut problems).await {
         eprintln!("{e:#}");
         return Ok(ExitCode::from(INVALID));
     }
-    problems.sort_by_key(|p| p.row);
-    let invalid_rows: BTreeMap<usize, Vec<String>> =
-        problems.iter().fold(BTreeMap::new(), |mut rows, p| {
-            rows.entry(p.row)
-                .or_default()
-                .push(format!("{}: {}", p.column, p.what));
-            rows
-        });
-    uploads.retain(|u| !invalid_rows.contains_key(&u.row));
-    if !problems.is_empty() {
-        for problem in &problems {
-            eprintln!("{problem}");
-        }
-        if !args.skip_invalid || uploads.is_empty() {
-            eprintln!(
-                "{} problems in {} rows; nothing was uploaded. Fix the manifest, or pass \
-                 --skip-invalid to import the valid rows only.",
-                problems.len(),
-                invalid_rows.len()
-            );
-            return Ok(ExitCode::from(INVALID));
-        }
-        eprintln!("{} rows skipped as invalid", invalid_rows.len());
-    }
+    let Some(invalid_rows) = refuse_or_skip(problems, &mut uploads, args.skip_invalid) else {
+        return Ok(ExitCode::from(INVALID));
+    };
 
     let state_path = args
         .state
         .clone()
         .unwrap_or_else(|| journal::default_path(&args.manifest));
-    let (journal, progress) = Journal::open(&state_path, &manifest_sha256)?;
-    let journal = Arc::new(Mutex::new(journal));
+    let (journal, progress) = match Journal::open(&state_path, &manifest_sha256, &args.url) {
+        Ok(opened) => opened,
+        Err(e) => return Ok(usage(&e)),
+    };
+    let journal = Mutex::new(journal);
     let nonce = progress.nonce.unwrap_or_default();
     let label = args
         .label
@@ -197,13 +194,13 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
             batch
         }
     };
-    let mut refused = progress.refused.clone();
-    let consents = record_consents(&client, &journal, nonce, &uploads, &progress.consents).await?;
+    let mut refused = HashMap::new();
+    record_consents(&client, &journal, nonce, &mut uploads, &progress.consents).await?;
 
     let mut done = progress.done.clone();
     let pending: Vec<Upload> = uploads
         .iter()
-        .filter(|u| !done.contains_key(&u.row) && !refused.contains_key(&u.row))
+        .filter(|u| !done.contains_key(&u.row))
         .cloned()
         .collect();
     if !progress.in_flight.is_empty() {
@@ -225,39 +222,16 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
         total_bytes,
         done_bytes,
     );
-    let (cancel, abandon) = (CancellationToken::new(), CancellationToken::new());
-    let results = {
-        let (interrupt, give_up) = (cancel.clone(), abandon.clone());
-        let stopping = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\nstopping: finishing the uploads in flight (Ctrl-C again to abandon them)"
-                );
-                interrupt.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("abandoning the uploads in flight");
-                    give_up.cancel();
-                }
-            }
-        });
-        let work = upload_all(UploadAll {
-            client: &client,
-            source: &source,
-            journal: &journal,
-            batch,
-            consents: &consents,
-            pending,
-            concurrency: usize::from(args.concurrency),
-            cancel: &cancel,
-            meter: &meter,
-        });
-        let results = tokio::select! {
-            results = work => results,
-            () = abandon.cancelled() => Vec::new(),
-        };
-        stopping.abort();
-        results
-    };
+    let (results, interrupted) = upload_interruptibly(UploadAll {
+        client: &client,
+        source: &source,
+        journal: &journal,
+        batch,
+        pending,
+        concurrency: usize::from(args.concurrency),
+        meter: &meter,
+    })
+    .await;
     meter.finish();
     let mut gave_up = HashMap::new();
     for (row, outcome) in results {
@@ -274,7 +248,7 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
             RowOutcome::NotStarted => {}
         }
     }
-    if cancel.is_cancelled() {
+    if interrupted {
         eprintln!(
             "interrupted: {} of {} rows uploaded. Run the same command again to resume \
              (progress is kept in {}).",
@@ -285,51 +259,20 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(INTERRUPTED));
     }
 
-    if args.wait && !done.is_empty() {
-        follow_batch(&client, batch, done.len() as u64).await?;
+    if args.wait
+        && !done.is_empty()
+        && let Err(e) = follow_batch(&client, batch, done.len() as u64).await
+    {
+        eprintln!("{e:#}; the report gives each file's state as it is now");
     }
     let settled = states(&client, &done).await;
-    let mut fates: Vec<Fate> = Vec::new();
-    for (&row, reasons) in &invalid_rows {
-        fates.push(Fate {
-            row,
-            file: files_of.get(&row).cloned().unwrap_or_default(),
-            sha256: String::new(),
-            asset_id: None,
-            state: "invalid".into(),
-            reason: reasons.join("; "),
-        });
-    }
-    for u in &uploads {
-        let (state, asset_id, reason) = if let Some(&asset) = done.get(&u.row) {
-            match settled.get(&asset) {
-                Some((state, reason)) => (state.clone(), Some(asset), reason.clone()),
-                None => (
-                    "unknown".to_owned(),
-                    Some(asset),
-                    "the server did not say".into(),
-                ),
-            }
-        } else if let Some((status, message)) = refused.get(&u.row) {
-            ("refused".into(), None, format!("{status}: {message}"))
-        } else {
-            let why = gave_up.get(&u.row).cloned().unwrap_or_default();
-            (
-                "not_uploaded".into(),
-                None,
-                format!("{why} (run again to retry)"),
-            )
-        };
-        fates.push(Fate {
-            row: u.row,
-            file: u.file.clone(),
-            sha256: u.sha256.clone(),
-            asset_id,
-            state,
-            reason,
-        });
-    }
-    fates.sort_by_key(|f| f.row);
+    let outcome = Outcomes {
+        done: &done,
+        settled: &settled,
+        refused: &refused,
+        gave_up: &gave_up,
+    };
+    let fates = fates(&invalid_rows, &files_of, &uploads, &outcome);
     let report_path = args.report.clone().unwrap_or_else(|| {
         let mut name = args.manifest.file_name().unwrap_or_default().to_os_string();
         name.push(".report.csv");
@@ -360,6 +303,100 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Where each uploaded row ended, for the report.
+struct Outcomes<'a> {
+    done: &'a HashMap<usize, Uuid>,
+    settled: &'a HashMap<Uuid, (String, String)>,
+    refused: &'a HashMap<usize, (u16, String)>,
+    gave_up: &'a HashMap<usize, String>,
+}
+
+/// Every manifest row's fate, in row order.
+fn fates(
+    invalid_rows: &BTreeMap<usize, Vec<String>>,
+    files_of: &BTreeMap<usize, String>,
+    uploads: &[Upload],
+    outcome: &Outcomes<'_>,
+) -> Vec<Fate> {
+    let mut fates: Vec<Fate> = Vec::new();
+    for (&row, reasons) in invalid_rows {
+        fates.push(Fate {
+            row,
+            file: files_of.get(&row).cloned().unwrap_or_default(),
+            sha256: String::new(),
+            asset_id: None,
+            state: "invalid".into(),
+            reason: reasons.join("; "),
+        });
+    }
+    for u in uploads {
+        let (state, asset_id, reason) = if let Some(&asset) = outcome.done.get(&u.row) {
+            match outcome.settled.get(&asset) {
+                Some((state, reason)) => (state.clone(), Some(asset), reason.clone()),
+                None => (
+                    "unknown".to_owned(),
+                    Some(asset),
+                    "the server did not say".into(),
+                ),
+            }
+        } else if let Some((status, message)) = outcome.refused.get(&u.row) {
+            ("refused".into(), None, format!("{status}: {message}"))
+        } else {
+            let why = outcome.gave_up.get(&u.row).cloned().unwrap_or_default();
+            (
+                "not_uploaded".into(),
+                None,
+                format!("{why} (run again to retry)"),
+            )
+        };
+        fates.push(Fate {
+            row: u.row,
+            file: u.file.clone(),
+            sha256: u.sha256.clone(),
+            asset_id,
+            state,
+            reason,
+        });
+    }
+    fates.sort_by_key(|f| f.row);
+    fates
+}
+
+/// Print every problem; `None` when the import must stop (there are problems and no
+/// `--skip-invalid`, or no valid row is left), else the invalid rows with their problems
+/// (taken out of `uploads`).
+fn refuse_or_skip(
+    mut problems: Vec<Problem>,
+    uploads: &mut Vec<Upload>,
+    skip_invalid: bool,
+) -> Option<BTreeMap<usize, Vec<String>>> {
+    problems.sort_by_key(|p| p.row);
+    let invalid_rows: BTreeMap<usize, Vec<String>> =
+        problems.iter().fold(BTreeMap::new(), |mut rows, p| {
+            rows.entry(p.row)
+                .or_default()
+                .push(format!("{}: {}", p.column, p.what));
+            rows
+        });
+    uploads.retain(|u| !invalid_rows.contains_key(&u.row));
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        if !skip_invalid || uploads.is_empty() {
+            eprintln!(
+                "{} problems in {} rows; nothing was uploaded. Fix the manifest, or pass \
+                 --skip-invalid to import the valid rows only.",
+                problems.len(),
+                invalid_rows.len()
+            );
+            return None;
+        }
+        eprintln!("{} rows skipped as invalid", invalid_rows.len());
+    }
+    Some(invalid_rows)
+}
+
 fn api_key(file: Option<&Path>) -> anyhow::Result<SecretString> {
     match file {
         Some(path) => {
@@ -375,64 +412,61 @@ fn api_key(file: Option<&Path>) -> anyhow::Result<SecretString> {
     }
 }
 
-/// Find, hash and sniff each row's file. A ZIP inflating past its total bound refuses the
-/// whole source (`Err`); a row's own problem goes to `problems`.
+/// Find, hash and sniff each row's file; two rows naming one file (by any path) is the
+/// second one's problem. A ZIP inflating past its total bound refuses the whole source
+/// (`Err`); a row's own problem goes to `problems`.
 async fn check_files(
-    source: &Arc<Source>,
+    source: &Source,
     rows: Vec<manifest::Row>,
-    limits: &ZipLimits,
+    limits: &ImportLimits,
     problems: &mut Vec<Problem>,
     concurrency: u16,
 ) -> Result<Vec<Upload>, String> {
-    let mut first_row: HashMap<String, usize> = HashMap::new();
-    let mut unique = Vec::new();
-    for row in rows {
-        match first_row.get(&row.file) {
-            Some(&first) => problems.push(Problem {
-                row: row.number,
-                column: "file".into(),
-                what: format!("the same file as row {first}"),
-            }),
-            None => {
-                first_row.insert(row.file.clone(), row.number);
-                unique.push(row);
-            }
-        }
-    }
+    // All of a ZIP's entries together; a directory's files are only what they are.
+    let budget = source.is_zip().then_some(limits.zip_max_total_bytes);
     let inflated = AtomicU64::new(0);
-    let checked: Vec<(manifest::Row, Result<Found, String>)> = futures::stream::iter(unique)
+    let checked: Vec<(manifest::Row, Result<Found, String>)> = futures::stream::iter(rows)
         .map(|row| {
             let inflated = &inflated;
             async move {
-                let checked = check_file(source, &row.file, inflated, limits).await;
+                let checked = check_file(source, &row.file, inflated, budget).await;
                 (row, checked)
             }
         })
         .buffered(usize::from(concurrency))
         .collect()
         .await;
-    if inflated.load(Ordering::Relaxed) > limits.max_total_bytes {
+    if let Some(budget) = budget
+        && inflated.load(Ordering::Relaxed) > budget
+    {
         return Err(format!(
-            "source: the files inflate past import.zip_max_total_bytes ({})",
-            limits.max_total_bytes
+            "source: the ZIP inflates past import.zip_max_total_bytes ({budget})"
         ));
     }
+    let mut first_row: HashMap<Place, usize> = HashMap::new();
     let mut uploads = Vec::new();
     for (row, checked) in checked {
+        let problem = |what| Problem {
+            row: row.number,
+            column: "file".into(),
+            what,
+        };
         match checked {
-            Ok(found) => uploads.push(Upload {
-                row: row.number,
-                file: row.file,
-                place: found.place,
-                consent: row.consent,
-                size: found.size,
-                sha256: found.sha256,
-            }),
-            Err(what) => problems.push(Problem {
-                row: row.number,
-                column: "file".into(),
-                what,
-            }),
+            Ok(found) => match first_row.get(&found.place) {
+                Some(first) => problems.push(problem(format!("the same file as row {first}"))),
+                None => {
+                    first_row.insert(found.place.clone(), row.number);
+                    uploads.push(Upload {
+                        row: row.number,
+                        file: row.file,
+                        place: found.place,
+                        consent: row.consent,
+                        size: found.size,
+                        sha256: found.sha256,
+                    });
+                }
+            },
+            Err(what) => problems.push(problem(what)),
         }
     }
     Ok(uploads)
@@ -449,7 +483,7 @@ async fn check_file(
     source: &Source,
     file: &str,
     inflated: &AtomicU64,
-    limits: &ZipLimits,
+    budget: Option<u64>,
 ) -> Result<Found, String> {
     let place = source.find(file).await?;
     let mut stream = source
@@ -468,8 +502,9 @@ async fn check_file(
         head.extend_from_slice(&chunk[..chunk.len().min(room)]);
         sha.update(&chunk);
         size += chunk.len() as u64;
-        if inflated.fetch_add(chunk.len() as u64, Ordering::Relaxed) > limits.max_total_bytes {
-            return Err("the source inflates past import.zip_max_total_bytes".into());
+        let so_far = inflated.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if budget.is_some_and(|budget| so_far > budget) {
+            return Err("the ZIP inflates past import.zip_max_total_bytes".into());
         }
     }
     match sniff(&head) {
@@ -477,20 +512,12 @@ async fn check_file(
         Some(_) => Ok(Found {
             place,
             size,
-            sha256: hex_of(sha),
+            sha256: hex::encode(sha.finish()),
         }),
         None => Err(
             "not a supported image (JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF), by its bytes".into(),
         ),
     }
-}
-
-fn hex_of(sha: Sha) -> String {
-    sha.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Look up every consent a row names by id: one the key's tenant does not have, or one
@@ -512,19 +539,20 @@ async fn check_consents(
     for (id, rows) in rows_of {
         let path = &format!("/v1/consents/{id}");
         let outcome = client
-            .send(|| async move { Ok(client.request(Method::GET, path)) })
+            .send(RETRY_FOR, || async move {
+                Ok(client.request(Method::GET, path))
+            })
             .await;
         let what = match outcome {
             Outcome::Ok(response) => {
-                let consent: serde_json::Value = response.json().await?;
-                if consent.get("withdrawn_at").is_some_and(|w| !w.is_null()) {
-                    "the consent was withdrawn"
-                } else {
-                    continue;
+                let consent: Consent = response.json().await?;
+                match consent.check_for_upload(time::OffsetDateTime::now_utc()) {
+                    Ok(()) => continue,
+                    Err(why) => why.to_string(),
                 }
             }
             Outcome::Refused(StatusCode::NOT_FOUND, _) => {
-                "no such consent for this key's tenant; record it, or give its terms inline"
+                "no such consent for this key's tenant; record it, or give its terms inline".into()
             }
             Outcome::Refused(status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), m) => {
                 anyhow::bail!(
@@ -538,7 +566,7 @@ async fn check_consents(
             problems.push(Problem {
                 row,
                 column: "consent_id".into(),
-                what: what.into(),
+                what: what.clone(),
             });
         }
     }
@@ -554,7 +582,7 @@ async fn open_batch(
     let body = &serde_json::json!({ "label": label, "expected": expected });
     let key = &format!("asepsis-import/{nonce}/batch");
     let outcome = client
-        .send(|| async move {
+        .send(RETRY_FOR, || async move {
             Ok(client
                 .request(Method::POST, "/v1/batches")
                 .header("idempotency-key", key)
@@ -579,14 +607,14 @@ async fn created_id(outcome: Outcome, what: &str) -> anyhow::Result<Uuid> {
 }
 
 /// Record each distinct inline consent once (the journal and the Idempotency-Key make a
-/// rerun find the one recorded); the map is terms' SHA-256 → consent id.
+/// rerun find the one recorded), and name it by id in each of its rows.
 async fn record_consents(
     client: &Client,
     journal: &Mutex<Journal>,
     nonce: Uuid,
-    uploads: &[Upload],
+    uploads: &mut [Upload],
     known: &HashMap<String, Uuid>,
-) -> anyhow::Result<HashMap<String, Uuid>> {
+) -> anyhow::Result<()> {
     let mut consents = known.clone();
     for u in uploads {
         let ConsentRef::Inline(terms) = &u.consent else {
@@ -594,7 +622,8 @@ async fn record_consents(
         };
         let body = serde_json::to_vec(terms)?;
         let terms_sha256 = asepsis_common::sha256_hex(&body);
-        if consents.contains_key(&terms_sha256) {
+        if let Some(&id) = consents.get(&terms_sha256) {
+            u.consent = ConsentRef::Id(id);
             continue;
         }
         let (key, body) = (
@@ -602,7 +631,7 @@ async fn record_consents(
             &body,
         );
         let outcome = client
-            .send(|| async move {
+            .send(RETRY_FOR, || async move {
                 Ok(client
                     .request(Method::POST, "/v1/consents")
                     .header("idempotency-key", key)
@@ -619,8 +648,9 @@ async fn record_consents(
             true,
         )?;
         consents.insert(terms_sha256, id);
+        u.consent = ConsentRef::Id(id);
     }
-    Ok(consents)
+    Ok(())
 }
 
 enum RowOutcome {
@@ -632,26 +662,45 @@ enum RowOutcome {
 
 struct UploadAll<'a> {
     client: &'a Client,
-    source: &'a Arc<Source>,
+    source: &'a Source,
     journal: &'a Mutex<Journal>,
     batch: Uuid,
-    consents: &'a HashMap<String, Uuid>,
     pending: Vec<Upload>,
     concurrency: usize,
-    cancel: &'a CancellationToken,
     meter: &'a Meter,
 }
 
-async fn upload_all(work: UploadAll<'_>) -> Vec<(usize, RowOutcome)> {
+/// Upload everything pending until done or Ctrl-C: the first stops starting uploads and lets
+/// those in flight finish, a second abandons them. `true` when interrupted.
+async fn upload_interruptibly(work: UploadAll<'_>) -> (Vec<(usize, RowOutcome)>, bool) {
+    let (cancel, abandon) = (CancellationToken::new(), CancellationToken::new());
+    let (interrupt, give_up) = (cancel.clone(), abandon.clone());
+    let stopping = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: finishing the uploads in flight (Ctrl-C again to abandon them)");
+            interrupt.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("abandoning the uploads in flight");
+                give_up.cancel();
+            }
+        }
+    });
+    let results = tokio::select! {
+        results = upload_all(work, &cancel) => results,
+        () = abandon.cancelled() => Vec::new(),
+    };
+    stopping.abort();
+    (results, cancel.is_cancelled())
+}
+
+async fn upload_all(work: UploadAll<'_>, cancel: &CancellationToken) -> Vec<(usize, RowOutcome)> {
     let UploadAll {
         client,
         source,
         journal,
         batch,
-        consents,
         pending,
         concurrency,
-        cancel,
         meter,
     } = work;
     futures::stream::iter(pending)
@@ -659,7 +708,7 @@ async fn upload_all(work: UploadAll<'_>) -> Vec<(usize, RowOutcome)> {
             if cancel.is_cancelled() {
                 return (u.row, RowOutcome::NotStarted);
             }
-            let outcome = upload_one(client, source, journal, batch, consents, &u).await;
+            let outcome = upload_one(client, source, journal, batch, &u).await;
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(e) => RowOutcome::GaveUp(format!("{e:#}")),
@@ -674,20 +723,13 @@ async fn upload_all(work: UploadAll<'_>) -> Vec<(usize, RowOutcome)> {
 
 async fn upload_one(
     client: &Client,
-    source: &Arc<Source>,
+    source: &Source,
     journal: &Mutex<Journal>,
     batch: Uuid,
-    consents: &HashMap<String, Uuid>,
     u: &Upload,
 ) -> anyhow::Result<RowOutcome> {
-    let consent = match &u.consent {
-        ConsentRef::Id(id) => *id,
-        ConsentRef::Inline(terms) => {
-            let sha = asepsis_common::sha256_hex(&serde_json::to_vec(terms)?);
-            *consents
-                .get(&sha)
-                .context("an inline consent that was not recorded")?
-        }
+    let ConsentRef::Id(consent) = u.consent else {
+        anyhow::bail!("row {}: its inline consent was not recorded", u.row);
     };
     journal
         .lock()
@@ -695,7 +737,7 @@ async fn upload_one(
         .write(&Record::Start { row: u.row }, false)?;
     let key = &format!("asepsis-import/{batch}/{}/{}", u.row, u.sha256);
     let outcome = client
-        .send(|| async move {
+        .send(RETRY_FOR, || async move {
             let stream = source.stream(&u.place).await?;
             let part = reqwest::multipart::Part::stream_with_length(
                 reqwest::Body::wrap_stream(stream),
@@ -723,6 +765,11 @@ async fn upload_one(
                 .write(&Record::Done { row, asset }, false)?;
             RowOutcome::Done(asset)
         }
+        Outcome::Refused(status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), error) => {
+            RowOutcome::GaveUp(format!(
+                "the server refused the API key ({status}: {error})"
+            ))
+        }
         Outcome::Refused(status, error) => {
             let status = status.as_u16();
             let record = Record::Refused {
@@ -738,6 +785,10 @@ async fn upload_one(
 }
 
 /// Follow the batch until the `uploaded` assets have all settled.
+///
+/// # Errors
+/// Ctrl-C, no file settling for [`STALLED`], or the server failing: the files settle on
+/// their own, the caller just stops waiting.
 async fn follow_batch(client: &Client, batch: Uuid, uploaded: u64) -> anyhow::Result<()> {
     #[derive(serde::Deserialize)]
     struct Tally {
@@ -749,10 +800,12 @@ async fn follow_batch(client: &Client, batch: Uuid, uploaded: u64) -> anyhow::Re
         "{spinner} settled {pos}/{len} [{elapsed_precise}]",
     );
     let path = &format!("/v1/batches/{batch}");
-    let mut last_line = 0;
+    let (mut last_line, mut last_change) = (0, std::time::Instant::now());
     loop {
         let outcome = client
-            .send(|| async move { Ok(client.request(Method::GET, path)) })
+            .send(RETRY_FOR, || async move {
+                Ok(client.request(Method::GET, path))
+            })
             .await;
         let tally: Tally = match outcome {
             Outcome::Ok(response) => response.json().await?,
@@ -760,15 +813,25 @@ async fn follow_batch(client: &Client, batch: Uuid, uploaded: u64) -> anyhow::Re
             Outcome::GaveUp(why) => anyhow::bail!("following the batch: {why}"),
         };
         bar.set_position(tally.settled);
-        if bar.is_hidden() && tally.settled != last_line {
-            eprintln!("import: {}/{uploaded} settled", tally.settled);
-            last_line = tally.settled;
+        if tally.settled != last_line {
+            if bar.is_hidden() {
+                eprintln!("import: {}/{uploaded} settled", tally.settled);
+            }
+            (last_line, last_change) = (tally.settled, std::time::Instant::now());
         }
         if tally.assets >= uploaded && tally.settled >= tally.assets {
             bar.finish_and_clear();
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        anyhow::ensure!(
+            last_change.elapsed() < STALLED,
+            "stopped waiting: no file settled for {} minutes",
+            STALLED.as_secs() / 60
+        );
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("stopped waiting (Ctrl-C)"),
+        }
     }
 }
 
@@ -783,7 +846,9 @@ async fn states(client: &Client, done: &HashMap<usize, Uuid>) -> HashMap<Uuid, (
         .map(|asset| async move {
             let path = &format!("/v1/assets/{asset}");
             match client
-                .send(|| async move { Ok(client.request(Method::GET, path)) })
+                .send(Duration::from_secs(10), || async move {
+                    Ok(client.request(Method::GET, path))
+                })
                 .await
             {
                 Outcome::Ok(response) => {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use asepsis_common::manifest::relative_path;
+use asepsis_config::Import;
 use async_zip::base::read1::ZipOptions;
 use async_zip::base::read1::seek::{ZipArchiveInner, ZipArchiveReader};
 use async_zip::spec::constructs::CDR;
@@ -25,18 +26,10 @@ const CHUNK: usize = 64 * 1024;
 /// An entry may always inflate to this much, whatever it stores (a tiny file is not a bomb).
 const RATIO_FLOOR: u64 = 1 << 20;
 
-/// The bounds on a ZIP (`[import]` in the settings).
-#[derive(Debug, Clone, Copy)]
-pub struct ZipLimits {
-    pub max_entries: u64,
-    pub max_total_bytes: u64,
-    pub max_ratio: u64,
-}
-
 type Archive = ZipArchiveReader<Compat<BufReader<tokio::fs::File>>>;
 
 /// One file of the source, once found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Place {
     /// A directory's file, by its resolved path (inside the root).
     File(PathBuf),
@@ -56,7 +49,9 @@ pub struct Zip {
     path: PathBuf,
     inner: Arc<ZipArchiveInner>,
     by_name: HashMap<String, usize>,
-    limits: ZipLimits,
+    /// Bytes one entry may inflate to per byte stored, and all of them together.
+    max_ratio: u64,
+    max_total_bytes: u64,
 }
 
 impl Source {
@@ -65,7 +60,7 @@ impl Source {
     ///
     /// # Errors
     /// The source cannot be read; the ZIP's problems, one line each.
-    pub async fn open(path: &Path, limits: ZipLimits) -> Result<Source, Vec<String>> {
+    pub async fn open(path: &Path, limits: &Import) -> Result<Source, Vec<String>> {
         let fail = |what: String| vec![what];
         let meta = tokio::fs::metadata(path)
             .await
@@ -77,6 +72,10 @@ impl Source {
             return Ok(Source::Dir(root));
         }
         Zip::open(path, limits).await.map(Source::Zip)
+    }
+
+    pub fn is_zip(&self) -> bool {
+        matches!(self, Source::Zip(_))
     }
 
     /// Find a manifest's file in the source.
@@ -131,14 +130,15 @@ impl Source {
 }
 
 impl Zip {
-    async fn open(path: &Path, limits: ZipLimits) -> Result<Zip, Vec<String>> {
+    async fn open(path: &Path, limits: &Import) -> Result<Zip, Vec<String>> {
         let fail = |what: String| vec![what];
         let mut options = ZipOptions::untrusted();
-        options.max_cd_num_files = limits.max_entries;
-        options.max_cd_num_files_load = limits.max_entries;
-        options.max_uncompressed_size_per_file = options
-            .max_uncompressed_size_per_file
-            .min(limits.max_total_bytes);
+        options.max_cd_num_files = limits.zip_max_entries;
+        options.max_cd_num_files_load = limits.zip_max_entries;
+        // A central directory record is 46 bytes, a name of at most 1 KiB (`relative_path`),
+        // and extra fields and a comment.
+        options.max_cd_size_in_bytes = limits.zip_max_entries.saturating_mul(8 * 1024);
+        options.max_uncompressed_size_per_file = limits.zip_max_total_bytes;
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| fail(format!("source: cannot read it ({})", e.kind())))?;
@@ -165,7 +165,8 @@ impl Zip {
             path: path.to_owned(),
             inner: Arc::clone(archive.inner()),
             by_name,
-            limits,
+            max_ratio: limits.zip_max_ratio,
+            max_total_bytes: limits.zip_max_total_bytes,
         })
     }
 
@@ -186,9 +187,9 @@ impl Zip {
         let declared = cdr.uncompressed_size().map_err(corrupt)?;
         let stored = cdr.compressed_size().map_err(corrupt)?;
         let limit = stored
-            .saturating_mul(self.limits.max_ratio)
+            .saturating_mul(self.max_ratio)
             .max(RATIO_FLOOR)
-            .min(self.limits.max_total_bytes);
+            .min(self.max_total_bytes);
         let file = tokio::fs::File::open(&self.path).await?;
         let archive =
             Archive::new_with_inner(BufReader::new(file).compat(), Arc::clone(&self.inner));
