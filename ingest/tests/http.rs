@@ -847,6 +847,41 @@ async fn a_refused_upload_frees_its_idempotency_key_for_the_retry() {
         send_keyed(b"GIF89a....").await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
+
+    // A body that breaks off mid-file (the client's connection dropped).
+    let head = multipart(&[("consent_id", live.as_bytes())]);
+    let head = head[..head.len() - format!("--{BOUNDARY}--\r\n").len()].to_vec();
+    let part = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(head),
+        Ok(part.into_bytes()),
+        Ok([PNG, &[0u8; 4096]].concat()),
+        Err(std::io::Error::other("connection reset")),
+    ];
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/assets")
+        .header("authorization", format!("Bearer {uploader}"))
+        .header("idempotency-key", "row-7")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let cut = app.clone().oneshot(req).await.unwrap().status();
+    assert!(cut.is_client_error(), "{cut}");
+    let originals = std::fs::read_dir(dir.path().join("blobs"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("original").exists())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(originals, 0, "a cut-off upload leaves no original");
+
     assert_eq!(
         send_keyed(PNG).await,
         StatusCode::ACCEPTED,
