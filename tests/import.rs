@@ -193,6 +193,21 @@ fn an_import_killed_twice_and_rerun_makes_one_asset_per_row() {
     std::fs::write(&manifest_path, manifest.join("\n") + "\n").unwrap();
     let mut seen = Vec::new();
 
+    // 0. Ctrl-C: the uploads in flight finish, the state is saved, the way to resume printed.
+    let (interrupted, lines) = import(&files, &manifest_path, &server.addr, &key, &[]);
+    wait_for(&lines, "files 3/40", &mut seen);
+    let sigint = Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    assert_eq!(finish(interrupted, &lines, &mut seen), 130, "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("Run the same command again to resume")),
+        "{seen:#?}"
+    );
+
     // 1. The importer is killed (SIGKILL) a quarter of the way in.
     let (mut first, lines) = import(&files, &manifest_path, &server.addr, &key, &[]);
     wait_for(&lines, "files 10/40", &mut seen);

@@ -373,6 +373,28 @@ async fn stats_count_the_tenant_s_assets_and_hide_small_cells() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// `POST path` with the key and an Idempotency-Key: the status and the body.
+async fn post_keyed(
+    app: Router,
+    key: &str,
+    path: &str,
+    idempotency_key: &str,
+    content_type: &str,
+    body: Body,
+) -> (StatusCode, axum::body::Bytes) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("idempotency-key", idempotency_key)
+        .header("content-type", content_type)
+        .body(body)
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    (status, res.into_body().collect().await.unwrap().to_bytes())
+}
+
 async fn send(
     app: Router,
     method: &str,
@@ -696,52 +718,35 @@ async fn a_batch_is_its_tenant_s_and_counts_the_uploads_that_name_it() {
     state.storage.put_api_key(&record).await.unwrap();
     let live = consent(&state, false).await.to_string();
 
-    let (status, body) = send(
-        app.clone(),
-        "POST",
-        &uploader,
-        "/v1/batches",
-        r#"{"label": "", "expected": 2}"#,
-    )
-    .await;
-    assert_eq!(
-        (status, body.contains("label")),
-        (StatusCode::UNPROCESSABLE_ENTITY, true),
-        "{body}"
-    );
-    let (status, _) = send(
-        app.clone(),
-        "POST",
-        &uploader,
-        "/v1/batches",
-        r#"{"label": "x", "expected": 0}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let reviewer = key(&state, Role::Reviewer).await;
-    let (status, _) = send(
-        app.clone(),
-        "POST",
-        &reviewer,
-        "/v1/batches",
-        r#"{"label": "x", "expected": 1}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (key, body, refused) in [
+        (
+            &uploader,
+            r#"{"label": "", "expected": 2}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &uploader,
+            r#"{"label": "x", "expected": 0}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &reviewer,
+            r#"{"label": "x", "expected": 1}"#,
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (status, text) = send(app.clone(), "POST", key, "/v1/batches", body).await;
+        assert_eq!(status, refused, "{body}: {text}");
+    }
 
+    let json = "application/json";
     let open = |key: String| {
         let app = app.clone();
         async move {
-            let req = Request::builder()
-                .method("POST")
-                .uri("/v1/batches")
-                .header("authorization", format!("Bearer {key}"))
-                .header("idempotency-key", "import-1")
-                .body(Body::from(r#"{"label": "radiology", "expected": 2}"#))
-                .unwrap();
-            let res = app.oneshot(req).await.unwrap();
-            assert_eq!(res.status(), StatusCode::CREATED);
-            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let body = Body::from(r#"{"label": "radiology", "expected": 2}"#);
+            let (status, body) = post_keyed(app, &key, "/v1/batches", "import-1", json, body).await;
+            assert_eq!(status, StatusCode::CREATED);
             let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
             created["id"].as_str().unwrap().to_owned()
         }
@@ -750,22 +755,20 @@ async fn a_batch_is_its_tenant_s_and_counts_the_uploads_that_name_it() {
         "method": "written", "scope": "identifiable", "purposes": ["teaching"],
         "jurisdiction": "NL", "licence_version": "1", "minor": false}"#;
     let record = || {
-        let (app, uploader) = (app.clone(), uploader.clone());
-        async move {
-            let req = Request::builder()
-                .method("POST")
-                .uri("/v1/consents")
-                .header("authorization", format!("Bearer {uploader}"))
-                .header("idempotency-key", "import-1/consent")
-                .body(Body::from(terms))
-                .unwrap();
-            let res = app.oneshot(req).await.unwrap();
-            assert_eq!(res.status(), StatusCode::CREATED);
-            res.into_body().collect().await.unwrap().to_bytes()
-        }
+        let body = Body::from(terms);
+        post_keyed(
+            app.clone(),
+            &uploader,
+            "/v1/consents",
+            "import-1/c",
+            json,
+            body,
+        )
     };
+    let first = record().await;
+    assert_eq!(first.0, StatusCode::CREATED);
     assert_eq!(
-        record().await,
+        first,
         record().await,
         "a retried consent is the same consent"
     );
@@ -825,23 +828,14 @@ async fn a_refused_upload_frees_its_idempotency_key_for_the_retry() {
     let app = app(state.clone(), Duration::from_secs(5));
     let uploader = key(&state, Role::Uploader).await;
     let live = consent(&state, false).await.to_string();
-    let send_keyed = |file: &'static [u8]| {
-        let (app, uploader, live) = (app.clone(), uploader.clone(), live.clone());
-        async move {
-            let body = multipart(&[("consent_id", live.as_bytes()), ("file", file)]);
-            let req = Request::builder()
-                .method("POST")
-                .uri("/v1/assets")
-                .header("authorization", format!("Bearer {uploader}"))
-                .header("idempotency-key", "row-7")
-                .header(
-                    "content-type",
-                    format!("multipart/form-data; boundary={BOUNDARY}"),
-                )
-                .body(Body::from(body))
-                .unwrap();
-            app.oneshot(req).await.unwrap().status()
-        }
+    let form = format!("multipart/form-data; boundary={BOUNDARY}");
+    let post = |body: Body| post_keyed(app.clone(), &uploader, "/v1/assets", "row-7", &form, body);
+    let send_keyed = |file: &[u8]| {
+        let sent = post(Body::from(multipart(&[
+            ("consent_id", live.as_bytes()),
+            ("file", file),
+        ])));
+        async move { sent.await.0 }
     };
     assert_eq!(
         send_keyed(b"GIF89a....").await,
@@ -860,18 +854,7 @@ async fn a_refused_upload_frees_its_idempotency_key_for_the_retry() {
         Ok([PNG, &[0u8; 4096]].concat()),
         Err(std::io::Error::other("connection reset")),
     ];
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/assets")
-        .header("authorization", format!("Bearer {uploader}"))
-        .header("idempotency-key", "row-7")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(Body::from_stream(futures::stream::iter(chunks)))
-        .unwrap();
-    let cut = app.clone().oneshot(req).await.unwrap().status();
+    let (cut, _) = post(Body::from_stream(futures::stream::iter(chunks))).await;
     assert!(cut.is_client_error(), "{cut}");
     let originals = std::fs::read_dir(dir.path().join("blobs"))
         .map(|d| {
