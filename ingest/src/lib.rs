@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod batches;
 mod consents;
+mod doc;
 mod error;
 mod media;
 mod stats;
@@ -38,6 +39,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
+
+use crate::doc::Conventions;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -77,7 +80,7 @@ pub struct AppState {
         takedowns::create, takedowns::get, takedowns::list, takedowns::counter_notice,
         takedowns::court_action, batches::create, batches::get,
     ),
-    modifiers(&BearerKey)
+    modifiers(&BearerKey, &Conventions)
 )]
 struct ApiDoc;
 
