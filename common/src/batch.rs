@@ -24,8 +24,13 @@ pub const MAX_EXPECTED: u64 = 1_000_000;
 #[serde(deny_unknown_fields)]
 pub struct NewBatch {
     /// The tenant's name for the import (a department, a date); returned, never logged.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub label: String,
     /// How many files the import will upload into it.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub expected: u64,
 }
 

@@ -48,7 +48,15 @@ pub enum Scope {
 #[serde(deny_unknown_fields)]
 pub struct Guardian {
     /// A reference to the guardian (a pseudonym or a record number, never a name).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub name_ref: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub relationship: String,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -61,19 +69,36 @@ pub struct Guardian {
 #[serde(deny_unknown_fields)]
 pub struct Terms {
     /// A pseudonym for the subject, never a name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub subject_ref: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub obtained_by: String,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub obtained_at: OffsetDateTime,
     pub method: Method,
     pub scope: Scope,
+    #[cfg_attr(feature = "openapi", schema(schema_with = purposes_schema))]
     pub purposes: Vec<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub jurisdiction: String,
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<OffsetDateTime>,
     /// Version of the licence grant the uploader accepted.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub licence_version: String,
     /// Under 16: a guardian's consent is required.
     pub minor: bool,
@@ -173,6 +198,21 @@ pub enum Unusable {
     Restricted,
     #[error("the consent names no purpose any more (the subject objected)")]
     NoPurpose,
+}
+
+/// `purposes` as [`Terms::validate`] takes it: at least one, each a non-empty text.
+#[cfg(feature = "openapi")]
+fn purposes_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    let purpose = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_TEXT))
+        .pattern(Some(r"\S"));
+    ArrayBuilder::new()
+        .items(purpose)
+        .min_items(Some(1))
+        .build()
 }
 
 fn text(name: &'static str, value: &str) -> Result<(), FieldError> {

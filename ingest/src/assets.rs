@@ -424,7 +424,10 @@ pub async fn upload(
                         .text()
                         .await
                         .map_err(|_| ApiError::BadRequest("batch_id: unreadable".into()))?;
-                    batch = Some(usable_batch(&state, &caller, &text).await?);
+                    // A form's empty field is no batch.
+                    if !text.trim().is_empty() {
+                        batch = Some(usable_batch(&state, &caller, &text).await?);
+                    }
                 }
                 Some("file") if stored.is_none() => {
                     stored = Some(store_file(&state, &mut unfinished, field).await?);

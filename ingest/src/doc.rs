@@ -1,8 +1,9 @@
 //! What holds for every route of the OpenAPI document, applied once over the generated
 //! document instead of repeated on each handler: every `{name}` in a path is a declared string
-//! parameter, and every error a route answers carries the one error body `{"error": "..."}`,
-//! with 400 (a malformed body, parameter or header) where a route takes any, and 401 and 403
-//! where it takes a key.
+//! parameter, an `Idempotency-Key` is what the server takes (1 to 255 visible ASCII
+//! characters), and every error a route answers carries the one error body
+//! `{"error": "..."}`, with 400 (a malformed body, parameter or header) where a route takes
+//! any, and 401 and 403 where it takes a key.
 
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::{
@@ -40,6 +41,7 @@ impl utoipa::Modify for Conventions {
             ];
             for operation in operations.into_iter().flatten() {
                 declare_path_parameters(operation, &names);
+                bound_idempotency_key(operation);
                 document_errors(operation);
             }
         }
@@ -65,6 +67,20 @@ fn declare_path_parameters(operation: &mut Operation, names: &[&str]) {
     }
     if parameters.is_empty() {
         operation.parameters = None;
+    }
+}
+
+fn bound_idempotency_key(operation: &mut Operation) {
+    let keys = operation.parameters.iter_mut().flatten().filter(|p| {
+        p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case("idempotency-key")
+    });
+    for key in keys {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[ -~]+$"));
+        key.schema = Some(RefOr::T(Schema::Object(schema.build())));
     }
 }
 
