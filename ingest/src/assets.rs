@@ -21,6 +21,7 @@ use asepsis_store::{BlobInfo, Claim, IdempotencyRecord, StorageError, now_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::multipart::Field;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -52,8 +53,10 @@ pub struct Accepted {
     pub status_url: String,
 }
 
-/// The multipart form of `POST /v1/assets`.
-#[derive(ToSchema)]
+/// The multipart form of `POST /v1/assets` (for the document: the handler reads the parts as
+/// they stream).
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     /// The image: JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF.
@@ -378,9 +381,11 @@ pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Uploader])?;
+    let mut form =
+        form.map_err(|e| ApiError::BadRequest(format!("multipart body: {}", e.body_text())))?;
     let (keyed, key) = claim_key(&state, &caller, &headers, "").await?;
     let asset = match keyed {
         Keyed::New(id) => id,
