@@ -312,10 +312,11 @@ pub(crate) struct HeldKey {
 }
 
 /// Claim the request's `Idempotency-Key` within `namespace` (the same key on two kinds of
-/// request names two things) for a new id; with the key, when one was sent.
+/// request names two things) for a new id; with the key, when one was sent (a blank one is
+/// none).
 ///
 /// # Errors
-/// 400 when the key is not 1 to 255 visible ASCII characters; store failures.
+/// 400 when the key is more than 255 visible ASCII characters; store failures.
 pub(crate) async fn claim_key(
     state: &AppState,
     caller: &Caller,
@@ -329,10 +330,14 @@ pub(crate) async fn claim_key(
     let key = key
         .to_str()
         .ok()
-        .filter(|k| (1..=255).contains(&k.len()))
+        .filter(|k| k.len() <= 255)
         .ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters".into())
-        })?;
+            ApiError::BadRequest("Idempotency-Key: at most 255 visible ASCII characters".into())
+        })?
+        .trim();
+    if key.is_empty() {
+        return Ok((Keyed::New(id), None));
+    }
     let key_sha256 = sha256_hex(format!("{namespace}{key}").as_bytes());
     let claim = IdempotencyRecord {
         asset_id: id,

@@ -1,7 +1,7 @@
 //! What holds for every route of the OpenAPI document, applied once over the generated
 //! document instead of repeated on each handler: every `{name}` in a path is a declared string
-//! parameter, an `Idempotency-Key` is what the server takes (1 to 255 visible ASCII
-//! characters), and every error a route answers carries the one error body
+//! parameter, an `Idempotency-Key` is what the server takes (at most 255 visible ASCII
+//! characters; a blank one is none), and every error a route answers carries the one error body
 //! `{"error": "..."}`, with 400 (a malformed body, parameter or header) where a route takes
 //! any, and 401 and 403 where it takes a key.
 
@@ -77,9 +77,8 @@ fn bound_idempotency_key(operation: &mut Operation) {
     for key in keys {
         let schema = ObjectBuilder::new()
             .schema_type(Type::String)
-            .min_length(Some(1))
             .max_length(Some(255))
-            .pattern(Some("^[ -~]+$"));
+            .pattern(Some("^[\t -~]*$"));
         key.schema = Some(RefOr::T(Schema::Object(schema.build())));
     }
 }
