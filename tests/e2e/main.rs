@@ -4,10 +4,13 @@
 //! Each flow has its file; one deployment per kind runs them in order (later flows use what
 //! earlier ones made). Every process's log is captured and must hold none of the canary
 //! strings planted in metadata values, client file names, consent fields and keys.
+//! `import` (the batch import, with killed importers and a killed server) starts an `asepsis up`
+//! of its own per test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod import;
 mod publish;
 mod refusals;
 mod review;

@@ -2,60 +2,34 @@
 //! `asepsis up`, on corpus files copied into a temporary folder (or ZIP). Assets are counted
 //! in the server's own store, never by the importer's word.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-const DEADLINE: Duration = Duration::from_secs(300);
+use crate::support::Proc;
+
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const FORMATS: &[&str] = &["jpeg", "png", "webp", "tiff", "heic", "avif"];
 
 struct Server {
-    child: Child,
+    proc: Proc,
     addr: String,
-    logs: mpsc::Receiver<String>,
-}
-
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// `asepsis up` on `addr` (port 0: any), with a short request timeout so that an upload
 /// cut off by a killed server frees its Idempotency-Key within seconds.
 fn start_up(data: &Path, addr: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asepsis"))
-        .args(["up", "--listen", addr, "--data"])
-        .arg(data)
-        .current_dir(data)
-        .env_remove("RUST_LOG")
-        .env("ASEPSIS__SERVER__REQUEST_TIMEOUT_SECS", "5")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs = lines_of(&mut child);
-    let addr = loop {
-        let line = logs
-            .recv_timeout(DEADLINE)
-            .expect("`up` to log its address");
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    Server { child, addr, logs }
+    let timeout = (
+        "ASEPSIS__SERVER__REQUEST_TIMEOUT_SECS".to_owned(),
+        "5".to_owned(),
+    );
+    let proc = Proc::start(
+        &["up", "--listen", addr, "--data", data.to_str().unwrap()],
+        &[timeout],
+    );
+    let line = proc.wait_for_line("listening addr=");
+    let addr = line.split("addr=").nth(1).unwrap();
+    let addr = addr.split_whitespace().next().unwrap().to_owned();
+    Server { proc, addr }
 }
 
 fn uploader_key(data: &Path, tenant: &str) -> String {
@@ -105,73 +79,43 @@ fn inline_row(file: &str, subject: usize) -> String {
     )
 }
 
-/// The importer, its stderr as lines.
-fn import(
-    source: &Path,
-    manifest: &Path,
-    server: &str,
-    key: &str,
-    extra: &[&str],
-) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asepsis"))
-        .arg("import")
-        .arg(source)
-        .arg("--manifest")
-        .arg(manifest)
-        .args(["--url", &format!("http://{server}")])
-        .args(extra)
-        .env("ASEPSIS_API_KEY", key)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut child);
-    (child, lines)
+/// The importer, its stderr captured.
+fn import(source: &Path, manifest: &Path, server: &str, key: &str, extra: &[&str]) -> Proc {
+    let url = format!("http://{server}");
+    let mut args = vec![
+        "import",
+        source.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--url",
+        &url,
+    ];
+    args.extend(extra);
+    Proc::start(&args, &[("ASEPSIS_API_KEY".to_owned(), key.to_owned())])
 }
 
-/// Read `lines` until one contains `needle`; every line read is kept in `seen`.
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
-    loop {
-        let line = lines
-            .recv_timeout(DEADLINE)
-            .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {seen:#?}"));
-        let found = line.contains(needle);
-        seen.push(line);
-        if found {
-            return;
-        }
-    }
-}
-
-/// Wait for the child to exit; its status code and every line it wrote.
-fn finish(mut child: Child, lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> i32 {
-    for line in lines.iter() {
-        seen.push(line);
-    }
-    child.wait().unwrap().code().unwrap_or(-1)
+/// Wait for the process to exit; its status code, with every line it wrote added to `seen`.
+fn finish(mut proc: Proc, seen: &mut Vec<String>) -> i32 {
+    let code = proc.child.wait().unwrap().code().unwrap_or(-1);
+    for _ in proc.lines.iter() {} // until its stderr is read to the end
+    seen.extend(proc.logs.lock().unwrap().iter().cloned());
+    code
 }
 
 /// `GET path` with the key, as JSON.
 fn get_json(addr: &str, key: &str, path: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).unwrap()
-}
-
-fn kill9(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("http://{addr}{path}");
+        let res = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        res.json().await.unwrap()
+    })
 }
 
 #[test]
@@ -194,14 +138,14 @@ fn an_import_killed_twice_and_rerun_makes_one_asset_per_row() {
     let mut seen = Vec::new();
 
     // 0. Ctrl-C: the uploads in flight finish, the state is saved, the way to resume printed.
-    let (interrupted, lines) = import(&files, &manifest_path, &server.addr, &key, &[]);
-    wait_for(&lines, "files 3/40", &mut seen);
+    let interrupted = import(&files, &manifest_path, &server.addr, &key, &[]);
+    interrupted.wait_for_line("files 3/40");
     let sigint = Command::new("kill")
-        .args(["-INT", &interrupted.id().to_string()])
+        .args(["-INT", &interrupted.child.id().to_string()])
         .status()
         .unwrap();
     assert!(sigint.success());
-    assert_eq!(finish(interrupted, &lines, &mut seen), 130, "{seen:#?}");
+    assert_eq!(finish(interrupted, &mut seen), 130, "{seen:#?}");
     assert!(
         seen.iter()
             .any(|l| l.contains("Run the same command again to resume")),
@@ -209,14 +153,14 @@ fn an_import_killed_twice_and_rerun_makes_one_asset_per_row() {
     );
 
     // 1. The importer is killed (SIGKILL) a quarter of the way in.
-    let (mut first, lines) = import(&files, &manifest_path, &server.addr, &key, &[]);
-    wait_for(&lines, "files 10/40", &mut seen);
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", first.id())).unwrap();
+    let mut first = import(&files, &manifest_path, &server.addr, &key, &[]);
+    first.wait_for_line("files 10/40");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", first.child.id())).unwrap();
     assert!(
         !String::from_utf8_lossy(&cmdline).contains(&key),
         "the key is never on the command line"
     );
-    kill9(&mut first);
+    first.kill();
     let uploaded = stored(data.path(), "events");
     assert!(
         (10..40).contains(&uploaded),
@@ -224,26 +168,26 @@ fn an_import_killed_twice_and_rerun_makes_one_asset_per_row() {
     );
 
     // 2. Run again; the server is killed midway and restarted on the same address.
-    let (second, lines) = import(&files, &manifest_path, &server.addr, &key, &[]);
-    wait_for(&lines, "resuming", &mut seen);
-    wait_for(&lines, "files 25/40", &mut seen);
-    kill9(&mut server.child);
-    let mut server_logs: Vec<String> = server.logs.try_iter().collect();
+    let second = import(&files, &manifest_path, &server.addr, &key, &[]);
+    second.wait_for_line("resuming");
+    second.wait_for_line("files 25/40");
+    server.proc.kill();
+    let mut server_logs: Vec<String> = server.proc.logs.lock().unwrap().clone();
     server = start_up(data.path(), &server.addr);
-    let code = finish(second, &lines, &mut seen);
+    let code = finish(second, &mut seen);
     assert_eq!(code, 0, "{seen:#?}");
 
     // 3. Run once more, following the batch until every file has settled.
     let report = work.path().join("report.json");
     let report_arg = report.to_str().unwrap();
-    let (third, lines) = import(
+    let third = import(
         &files,
         &manifest_path,
         &server.addr,
         &key,
         &["--wait", "--report", report_arg],
     );
-    assert_eq!(finish(third, &lines, &mut seen), 0, "{seen:#?}");
+    assert_eq!(finish(third, &mut seen), 0, "{seen:#?}");
 
     assert_eq!(
         stored(data.path(), "events"),
@@ -284,8 +228,8 @@ fn an_import_killed_twice_and_rerun_makes_one_asset_per_row() {
         let outcome = fate["state"].as_str().unwrap();
         assert!(["published", "held"].contains(&outcome), "{fate}");
     }
-    kill9(&mut server.child);
-    server_logs.extend(server.logs.try_iter());
+    server.proc.kill();
+    server_logs.extend(server.proc.logs.lock().unwrap().iter().cloned());
     for line in seen.iter().chain(&server_logs) {
         assert!(!line.contains(&key), "the key in a log line: {line}");
         assert!(
@@ -330,8 +274,8 @@ fn every_problem_of_a_manifest_is_named_before_anything_is_sent() {
     let manifest = work.path().join("m.csv");
     std::fs::write(&manifest, rows.join("\n") + "\n").unwrap();
     let mut seen = Vec::new();
-    let (child, lines) = import(&files, &manifest, &server.addr, &key, &[]);
-    assert_eq!(finish(child, &lines, &mut seen), 2, "{seen:#?}");
+    let child = import(&files, &manifest, &server.addr, &key, &[]);
+    assert_eq!(finish(child, &mut seen), 2, "{seen:#?}");
     let text = seen.join("\n");
     for expected in [
         "row 3, file: ",
@@ -375,7 +319,7 @@ fn every_problem_of_a_manifest_is_named_before_anything_is_sent() {
         .collect();
     std::fs::write(&manifest, rows.join("\n") + "\n").unwrap();
     let report = work.path().join("report.csv");
-    let (child, lines) = import(
+    let child = import(
         &files,
         &manifest,
         &server.addr,
@@ -383,7 +327,7 @@ fn every_problem_of_a_manifest_is_named_before_anything_is_sent() {
         &["--skip-invalid", "--report", report.to_str().unwrap()],
     );
     let mut seen = Vec::new();
-    assert_eq!(finish(child, &lines, &mut seen), 1, "{seen:#?}");
+    assert_eq!(finish(child, &mut seen), 1, "{seen:#?}");
     let text = seen.join("\n");
     assert!(
         text.contains("row 10, consent_id: no such consent"),
@@ -419,7 +363,7 @@ fn every_problem_of_a_manifest_is_named_before_anything_is_sent() {
         report.lines().last().unwrap().starts_with("summary,"),
         "{report}"
     );
-    kill9(&mut server.child);
+    server.proc.kill();
 }
 
 /// Write a ZIP with Python's zipfile: `(name, bytes or a path to read, unix mode)`.
@@ -486,8 +430,8 @@ fn a_zip_is_read_in_place_and_its_hostile_entries_refused() {
         ],
     );
     let mut seen = Vec::new();
-    let (child, lines) = import(&hostile, &manifest, &server.addr, &key, &[]);
-    assert_eq!(finish(child, &lines, &mut seen), 2, "{seen:#?}");
+    let child = import(&hostile, &manifest, &server.addr, &key, &[]);
+    assert_eq!(finish(child, &mut seen), 2, "{seen:#?}");
     let text = seen.join("\n");
     for expected in [
         "zip entry 1: ",
@@ -509,8 +453,8 @@ fn a_zip_is_read_in_place_and_its_hostile_entries_refused() {
         ],
     );
     let mut seen = Vec::new();
-    let (child, lines) = import(&bomb, &manifest, &server.addr, &key, &[]);
-    assert_eq!(finish(child, &lines, &mut seen), 2, "{seen:#?}");
+    let child = import(&bomb, &manifest, &server.addr, &key, &[]);
+    assert_eq!(finish(child, &mut seen), 2, "{seen:#?}");
     let text = seen.join("\n");
     assert!(
         text.contains("row 3, file: the ZIP entry inflates past"),
@@ -529,10 +473,10 @@ fn a_zip_is_read_in_place_and_its_hostile_entries_refused() {
         ],
     );
     let mut seen = Vec::new();
-    let (child, lines) = import(&good, &manifest, &server.addr, &key, &[]);
-    assert_eq!(finish(child, &lines, &mut seen), 0, "{seen:#?}");
+    let child = import(&good, &manifest, &server.addr, &key, &[]);
+    assert_eq!(finish(child, &mut seen), 0, "{seen:#?}");
     assert_eq!(stored(data.path(), "events"), 3);
-    kill9(&mut server.child);
+    server.proc.kill();
 
     // Nothing was unpacked: the work folder holds what the test wrote and the import's own
     // state file and report, and no entry landed anywhere by its name.
