@@ -150,6 +150,20 @@ async fn serve(
         let (queue, shutdown) = (queue.clone(), shutdown.clone());
         tokio::spawn(async move { runner::run(queue, jobs, config, shutdown).await })
     });
+    let worker_metrics = match (services.http(), settings.worker.metrics_listen) {
+        (false, Some(addr)) => {
+            let listener = bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr().context("bound address")?, "metrics listening");
+            let app = metrics_app(metrics.clone());
+            let stop = shutdown.clone().cancelled_owned();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }))
+        }
+        _ => None,
+    };
     let listener = match (listener, services.http()) {
         (Some(listener), true) => Some(listener),
         (None, true) => Some(bind(settings.server.listen).await?),
@@ -172,11 +186,17 @@ async fn serve(
             desk,
             blocklist,
             match_distance: settings.takedown.match_distance,
+            ops: Arc::new(asepsis_ingest::ops::Ops::new(settings.ops.session_ttl())),
         };
+        let sampler = tokio::spawn(asepsis_ingest::ops::run_sampler(
+            state.clone(),
+            shutdown.clone().cancelled_owned(),
+        ));
         axum::serve(listener, asepsis_ingest::app(state, timeout))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
             .context("HTTP server")?;
+        sampler.await.context("ops sampler")?;
     } else {
         tracing::info!("worker only; no HTTP");
     }
@@ -190,8 +210,27 @@ async fn serve(
     if let Some(task) = takedown_task {
         task.await.context("take-down task")?;
     }
+    if let Some(task) = worker_metrics {
+        task.await
+            .context("metrics task")?
+            .context("metrics server")?;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `/metrics` and `/healthz` alone, for a worker that serves no API.
+fn metrics_app(handle: PrometheusHandle) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = handle.render();
+                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+            }),
+        )
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -339,11 +378,20 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     const SECONDS: &[f64] = &[
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
         .context("metrics buckets")?
         .install_recorder()
-        .context("metrics recorder")
+        .context("metrics recorder")?;
+    asepsis_ingest::metrics::register();
+    asepsis_worker::metrics::register();
+    asepsis_store::register_metrics();
+    Ok(handle)
+}
+
+/// Who acts from the host's command line, in the audit log: `host:<user>`.
+pub fn host_actor() -> String {
+    format!("host:{}", asepsis_config::os_user())
 }
 
 /// Record an action taken on the host (`asepsis keys`, `asepsis ctl replay`) in the signed
@@ -359,7 +407,7 @@ pub async fn audit_host_action(
     targets: Vec<String>,
 ) -> anyhow::Result<()> {
     let record = AuditRecord {
-        actor: format!("host:{}", asepsis_config::os_user()),
+        actor: host_actor(),
         tenant,
         action,
         targets,

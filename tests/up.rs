@@ -86,6 +86,7 @@ fn up_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
         "{metrics}"
     );
     assert!(data.path().join("queue/spool.sqlite3").is_file());
+    every_metric_the_alerts_and_the_dashboard_read_is_exposed(&metrics);
 
     let ctl = Command::new(env!("CARGO_BIN_EXE_asepsis"))
         .args(["ctl", "--data"])
@@ -109,6 +110,47 @@ fn up_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
         logged.iter().any(|l| l.contains("worker stopped")),
         "{logged:?}"
     );
+}
+
+/// The metric names a text reads: every `asepsis_…` identifier in it.
+fn names_read_by(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("asepsis_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// `deploy/prometheus/alerts.yml` and `deploy/grafana/asepsis.json` read only what a fresh
+/// `asepsis up` exposes (a histogram's `_bucket`, `_sum` and `_count` included).
+fn every_metric_the_alerts_and_the_dashboard_read_is_exposed(metrics: &str) {
+    let exposed: std::collections::BTreeSet<String> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect();
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/asepsis.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        let read = names_read_by(&text);
+        assert!(read.len() >= 5, "{file} reads {read:?}");
+        for name in read {
+            assert!(
+                exposed.contains(&name),
+                "{file} reads {name}, which /metrics does not expose:\n{metrics}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! Pure: it neither stores nor logs; the worker around it loads the original, stores the
 //! derivative and appends the events this result describes.
 
+use std::time::{Duration, Instant};
+
 use crate::consent::Scope;
 use crate::faces::{Detector, Scan, Verdict};
 use crate::media::{Format, Limits, StripError, Stripped, strip};
@@ -41,6 +43,20 @@ pub struct Decided {
     pub decision: Decision,
     /// Why, for a reviewer (scope, verdicts and counts; no PHI).
     pub reason: String,
+    pub timings: Timings,
+}
+
+/// How long each stage took (the worker's stage metrics; never part of a result's meaning).
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    /// Rewriting the container (the first strip, without its verify).
+    pub strip: Duration,
+    /// Re-reading the stripped output.
+    pub verify: Duration,
+    /// Decode, perceptual hash and face scan.
+    pub scan: Duration,
+    /// Redaction with its strip, verify and re-scan, when the policy asked for it.
+    pub redact: Option<Duration>,
 }
 
 /// The redaction of a de-identified consent's image.
@@ -70,10 +86,17 @@ pub fn process(
     limits: &Limits,
     detector: &dyn Detector,
 ) -> Processed {
+    let started = Instant::now();
     let stripped = match strip(original, limits) {
         Ok(stripped) => stripped,
         Err(e) => return Processed::Rejected(e),
     };
+    let mut timings = Timings {
+        verify: stripped.verify_time,
+        strip: started.elapsed().saturating_sub(stripped.verify_time),
+        ..Timings::default()
+    };
+    let scanning = Instant::now();
     let decoded = detector.decode(original);
     let pdq = decoded.as_ref().ok().map(pdq::hash);
     let block_queries = match (&decoded, pdq) {
@@ -84,9 +107,15 @@ pub fn process(
         Ok(image) => detector.scan_decoded(image),
         Err(why) => Scan::not_scanned(why.clone()),
     };
+    timings.scan = scanning.elapsed();
     let (decision, why) = decide(scope, scan.verdict, stripped.report.gps_in_original);
+    let redacting = Instant::now();
     let (decision, reason, redaction) = match (decision, decoded) {
-        (Decision::Redact, Ok(image)) => redact(original, image, limits, detector, why),
+        (Decision::Redact, Ok(image)) => {
+            let redacted = redact(original, image, limits, detector, why);
+            timings.redact = Some(redacting.elapsed());
+            redacted
+        }
         (Decision::Redact, Err(e)) => (
             Decision::Hold,
             format!("{why}; redaction failed ({e}): held"),
@@ -103,6 +132,7 @@ pub fn process(
         redaction,
         decision,
         reason,
+        timings,
     }))
 }
 

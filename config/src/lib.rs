@@ -52,6 +52,21 @@ pub struct Settings {
     pub rights: Rights,
     pub takedown: Takedown,
     pub import: Import,
+    pub ops: Ops,
+}
+
+/// The operator's page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ops {
+    /// How long a sign-in lasts.
+    pub session_ttl_secs: u64,
+}
+
+impl Ops {
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
 }
 
 /// `asepsis import`'s bounds on a ZIP, checked on the bytes as they are inflated (never on
@@ -161,6 +176,10 @@ pub enum QueueBackend {
 #[serde(deny_unknown_fields)]
 pub struct Worker {
     pub concurrency: usize,
+    /// Where a worker running apart from HTTP (`asepsis worker`) serves `/metrics` and
+    /// `/healthz`; unset: nowhere (`asepsis up` serves them on `server.listen`).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Asset pipelines (decode, strip, face scan) running at once; 0: one per CPU core.
     pub cpu_permits: usize,
 }
@@ -289,6 +308,9 @@ impl Settings {
         }
         if !(0.0..=2.0).contains(&f.redaction_margin) {
             return invalid("faces.redaction_margin", "must be in 0..=2");
+        }
+        if self.ops.session_ttl_secs == 0 {
+            return invalid("ops.session_ttl_secs", "must be at least 1");
         }
         if self.stats.min_count == 0 {
             return invalid("stats.min_count", "must be at least 1");

@@ -71,22 +71,30 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized(
                 "missing API key: send Authorization: Bearer asp_…",
             ))?;
-        let bad = ApiError::Unauthorized("API key not recognised");
-        let (id, secret) = apikey::parse(token.trim()).ok_or(bad)?;
-        let record = state.storage.api_key(id).await?;
-        match record {
-            Some(record) if record.matches(secret) => match record.disabled {
-                Some(disabled) => Err(ApiError::Disabled(format!(
-                    "this API key was disabled: {}",
-                    disabled.reason
-                ))),
-                None => Ok(Caller {
-                    tenant: record.tenant,
-                    role: record.role,
-                    key_id: record.id,
-                }),
-            },
-            _ => Err(ApiError::Unauthorized("API key not recognised")),
-        }
+        authenticate(state, token).await
+    }
+}
+
+/// The caller an API key (`asp_…`) names.
+///
+/// # Errors
+/// 401 for a key that is not recognised or is disabled.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let bad = ApiError::Unauthorized("API key not recognised");
+    let (id, secret) = apikey::parse(token.trim()).ok_or(bad)?;
+    let record = state.storage.api_key(id).await?;
+    match record {
+        Some(record) if record.matches(secret) => match record.disabled {
+            Some(disabled) => Err(ApiError::Disabled(format!(
+                "this API key was disabled: {}",
+                disabled.reason
+            ))),
+            None => Ok(Caller {
+                tenant: record.tenant,
+                role: record.role,
+                key_id: record.id,
+            }),
+        },
+        _ => Err(ApiError::Unauthorized("API key not recognised")),
     }
 }

@@ -102,6 +102,17 @@ pub async fn get(
     let batch = owned(&state, &caller, parse_id(&id)?)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let tally = tally(&state, &batch).await?;
+    Ok(Json(BatchStatus {
+        id: batch.id,
+        label: batch.label,
+        created_at: batch.created_at,
+        tally,
+    }))
+}
+
+/// Where the batch's assets are now (every asset's log is read).
+pub(crate) async fn tally(state: &AppState, batch: &Batch) -> Result<Tally, ApiError> {
     let assets = state.storage.batch_assets(batch.id).await?;
     // An upload indexed but cut short before its `received` event has an empty log: it is
     // not an asset, and its retry is indexed again under the id it gets.
@@ -122,10 +133,5 @@ pub async fn get(
         .try_collect()
         .await?;
     let places: Vec<AssetPlace> = places.into_iter().flatten().collect();
-    Ok(Json(BatchStatus {
-        id: batch.id,
-        label: batch.label,
-        created_at: batch.created_at,
-        tally: Tally::of(batch.expected, &places),
-    }))
+    Ok(Tally::of(batch.expected, &places))
 }

@@ -14,6 +14,8 @@ mod consents;
 mod doc;
 mod error;
 mod media;
+pub mod metrics;
+pub mod ops;
 mod stats;
 mod subjects;
 mod summary;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub blocklist: Arc<asepsis_store::blocklist::BlockList>,
     /// `takedown.match_distance`.
     pub match_distance: u32,
+    /// The operator's page: sessions and the last hour of figures.
+    pub ops: Arc<ops::Ops>,
 }
 
 #[derive(OpenApi)]
@@ -79,6 +83,7 @@ pub struct AppState {
         subjects::export, subjects::disclosures, subjects::rectify,
         takedowns::create, takedowns::get, takedowns::list, takedowns::counter_notice,
         takedowns::court_action, batches::create, batches::get,
+        ops::queues, ops::list_dead_letters, ops::replay_one, ops::replay_all,
     ),
     modifiers(&BearerKey, &Conventions)
 )]
@@ -158,6 +163,17 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/subjects/{ref}/object", post(subjects::object))
         .route("/v1/subjects/{ref}/export", post(subjects::export))
         .route("/v1/subjects/{ref}/disclosures", get(subjects::disclosures))
+        .route("/v1/ops/queues", get(ops::queues))
+        .route("/v1/ops/dead-letters", get(ops::list_dead_letters))
+        .route("/v1/ops/dead-letters/replay", post(ops::replay_all))
+        .route("/v1/ops/dead-letters/{id}/replay", post(ops::replay_one))
+        .route("/ops", get(ops::page::page))
+        .route("/ops/panel", get(ops::page::panel))
+        .route("/ops/sign-in", post(ops::page::sign_in))
+        .route("/ops/sign-out", post(ops::page::sign_out))
+        .route("/ops/dead-letters/replay", post(ops::page::replay_all))
+        .route("/ops/dead-letters/{id}/replay", post(ops::page::replay_one))
+        .route("/ops/static/{name}", get(ops::page::asset))
         .with_state(state)
         .layer(middleware::map_response(error::log_failures))
         .layer(middleware::from_fn(record_metrics))
@@ -213,17 +229,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    if let Ok(stats) = state.queue.stats().await {
-        let gauge = |state: &'static str, n: u64| {
-            metrics::gauge!("asepsis_queue_messages", "state" => state).set(n as f64);
-        };
-        gauge("ready", stats.ready);
-        gauge("retrying", stats.retrying);
-        gauge("dead", stats.dead);
-        if let Some(n) = stats.in_flight {
-            gauge("in_flight", n);
-        }
-    }
+    crate::metrics::observe(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -254,8 +260,8 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("asepsis_http_requests_total", &labels).increment(1);
-    metrics::histogram!("asepsis_http_request_duration_seconds", &labels)
+    ::metrics::counter!("asepsis_http_requests_total", &labels).increment(1);
+    ::metrics::histogram!("asepsis_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

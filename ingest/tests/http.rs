@@ -19,6 +19,10 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tower::ServiceExt;
 
 fn state(dir: &std::path::Path) -> AppState {
+    state_with_sessions(dir, Duration::from_secs(60))
+}
+
+fn state_with_sessions(dir: &std::path::Path, session_ttl: Duration) -> AppState {
     let policy = RetryPolicy {
         max_attempts: 3,
         retry_delays: vec![Duration::from_millis(10)],
@@ -53,6 +57,7 @@ fn state(dir: &std::path::Path) -> AppState {
         desk,
         blocklist,
         match_distance: 31,
+        ops: Arc::new(asepsis_ingest::ops::Ops::new(session_ttl)),
     }
 }
 
@@ -112,6 +117,10 @@ async fn openapi_lists_every_route() {
         "/v1/takedowns/{id}/court-action",
         "/v1/batches",
         "/v1/batches/{id}",
+        "/v1/ops/queues",
+        "/v1/ops/dead-letters",
+        "/v1/ops/dead-letters/{id}/replay",
+        "/v1/ops/dead-letters/replay",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -911,4 +920,300 @@ async fn a_refused_upload_frees_its_idempotency_key_for_the_retry() {
         "not 409 until the first attempt's lease ends"
     );
     assert_eq!(state.queue.stats().await.unwrap().ready, 1);
+}
+
+/// Dead-letter two messages the way the worker does: a job for `asset`, and bytes that are
+/// no job at all. Returns their ids.
+async fn dead_letter_two(state: &AppState, asset: uuid::Uuid) -> (String, String) {
+    let job = state
+        .queue
+        .publish(&asepsis_common::job::Job::new(asset).to_bytes())
+        .await
+        .unwrap();
+    let junk = state.queue.publish(b"not a job").await.unwrap();
+    let mut consumer = state.queue.consumer(2).await.unwrap();
+    for _ in 0..2 {
+        let delivery = consumer.next().await.unwrap();
+        let why = format!("malformed: test {}", delivery.body.len());
+        delivery.dead_letter(&why).await.unwrap();
+    }
+    (job, junk)
+}
+
+fn replays(entries: &[asepsis_common::audit::SignedAuditEntry]) -> Vec<(String, Vec<String>)> {
+    entries
+        .iter()
+        .filter(|e| e.entry.record.action == asepsis_common::audit::AuditAction::Replay)
+        .map(|e| (e.entry.record.actor.clone(), e.entry.record.targets.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn ops_routes_are_the_operator_s_and_each_replay_is_audited() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let routes = [
+        ("GET", "/v1/ops/queues"),
+        ("GET", "/v1/ops/dead-letters"),
+        ("POST", "/v1/ops/dead-letters/replay"),
+        ("POST", "/v1/ops/dead-letters/some-id/replay"),
+        ("GET", "/ops"),
+        ("GET", "/ops/panel"),
+    ];
+    for role in [Role::Uploader, Role::Reviewer, Role::PrivacyOfficer] {
+        let key = key(&state, role).await;
+        for (method, path) in routes {
+            let (status, body) = send(app.clone(), method, &key, path, "").await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{role:?} {method} {path}: {body}"
+            );
+        }
+    }
+    for (method, path) in &routes[..4] {
+        let req = Request::builder().method(*method).uri(*path);
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+
+    let operator = key(&state, Role::Operator).await;
+    // Nothing dead: replay-all answers 200, moves nothing and records nothing.
+    let (status, body) = send(
+        app.clone(),
+        "POST",
+        &operator,
+        "/v1/ops/dead-letters/replay",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"replayed":[]}"#)
+    );
+    assert!(replays(&state.storage.audit_log().await.unwrap()).is_empty());
+
+    let asset = uuid::Uuid::new_v4();
+    let (job, junk) = dead_letter_two(&state, asset).await;
+    let (status, body) = get_with_key(app.clone(), &operator, "/v1/ops/queues").await;
+    assert_eq!(status, StatusCode::OK);
+    let counts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (counts["dead"].as_u64(), counts["ready"].as_u64()),
+        (Some(2), Some(0)),
+        "{body}"
+    );
+    let (status, body) = get_with_key(app.clone(), &operator, "/v1/ops/dead-letters").await;
+    assert_eq!(status, StatusCode::OK);
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(letters.len(), 2, "{body}");
+    let of = |id: &str| letters.iter().find(|l| l["job_id"] == id).unwrap().clone();
+    assert_eq!(of(&job)["asset_id"], asset.to_string());
+    assert!(
+        of(&junk)["asset_id"].is_null(),
+        "bytes that are no job name no asset"
+    );
+    for id in [&job, &junk] {
+        let l = of(id);
+        assert_eq!(l["attempts"], 1);
+        assert!(
+            l["reason"].as_str().unwrap().starts_with("malformed: test"),
+            "{l}"
+        );
+        assert!(l["dead_at_ms"].as_u64().is_some(), "{l}");
+    }
+
+    let path = |id: &str| format!("/v1/ops/dead-letters/{id}/replay");
+    let (status, _) = send(app.clone(), "POST", &operator, &path("no-such-job"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = send(app.clone(), "POST", &operator, &path(&job), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let replayed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(replayed["replayed"], serde_json::json!([job]));
+    let (status, _) = send(app.clone(), "POST", &operator, &path(&job), "").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a replayed letter is not dead any more"
+    );
+    let (status, body) = send(
+        app.clone(),
+        "POST",
+        &operator,
+        "/v1/ops/dead-letters/replay",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, format!(r#"{{"replayed":["{junk}"]}}"#));
+
+    let operator_id = operator.split('_').nth(1).unwrap().to_owned();
+    let audited = replays(&state.storage.audit_log().await.unwrap());
+    assert_eq!(
+        audited,
+        [
+            (operator_id.clone(), vec![job.clone()]),
+            (operator_id, vec![junk])
+        ]
+    );
+    let counts = state.queue.stats().await.unwrap();
+    assert_eq!((counts.ready, counts.dead), (2, 0));
+}
+
+/// A request from a browser: the cookie jar's `cookie`, and a form body for a POST.
+async fn browse(
+    app: Router,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `name=value` of the `Set-Cookie` named `name`, with its attributes.
+fn set_cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<(String, String)> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let (pair, attrs) = v.split_once(';').unwrap();
+            (pair.to_owned(), attrs.to_owned())
+        })
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    html[at..at + 64].to_owned()
+}
+
+/// Sign in through the form as a browser would: the session cookie's `name=value`.
+async fn sign_in(app: &Router, key: &str) -> (StatusCode, Option<(String, String)>) {
+    let (status, headers, html) = browse(app.clone(), "GET", "/ops", "", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"action="/ops/sign-in""#), "{html}");
+    let (pre, _) = set_cookie(&headers, "asepsis_ops_signin").unwrap();
+    let form = format!("csrf={}&key={key}", csrf_of(&html));
+    let (status, headers, _) = browse(app.clone(), "POST", "/ops/sign-in", &pre, &form).await;
+    (status, set_cookie(&headers, "asepsis_ops"))
+}
+
+#[tokio::test]
+async fn the_ops_page_signs_in_operators_only_and_its_forms_need_the_session_s_token() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    for role in [Role::Uploader, Role::Reviewer, Role::PrivacyOfficer] {
+        let (status, cookie) = sign_in(&app, &key(&state, role).await).await;
+        assert_eq!((status, cookie), (StatusCode::FORBIDDEN, None), "{role:?}");
+    }
+    let (status, cookie) = sign_in(&app, "asp_nope_nope").await;
+    assert_eq!((status, cookie), (StatusCode::UNAUTHORIZED, None));
+    let operator = key(&state, Role::Operator).await;
+    // A sign-in form without its doubled token (a cross-site post) is refused.
+    let form = format!("csrf={}&key={operator}", "0".repeat(64));
+    let (status, _, _) = browse(app.clone(), "POST", "/ops/sign-in", "", &form).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, cookie) = sign_in(&app, &operator).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (cookie, attrs) = cookie.unwrap();
+    assert_eq!(attrs, " Path=/ops; HttpOnly; SameSite=Strict; Max-Age=60");
+    assert!(!cookie.contains(&operator) && !cookie.contains(operator.split('_').nth(2).unwrap()));
+
+    let asset = uuid::Uuid::new_v4();
+    let (job, _) = dead_letter_two(&state, asset).await;
+    let (status, _, html) = browse(app.clone(), "GET", "/ops", &cookie, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&job) && html.contains(&asset.to_string()),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<span class="num" id="q-dead">2</span>"#),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let (status, _, panel) = browse(app.clone(), "GET", "/ops/panel", &cookie, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        panel.contains(&job) && !panel.contains("<html"),
+        "a fragment: {panel}"
+    );
+
+    let replay = format!("/ops/dead-letters/{job}/replay");
+    for form in ["", "csrf=", &format!("csrf={}", "0".repeat(64))] {
+        let (status, _, _) = browse(app.clone(), "POST", &replay, &cookie, form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "form {form:?}");
+    }
+    assert_eq!(state.queue.stats().await.unwrap().dead, 2, "nothing moved");
+    let token = format!("csrf={csrf}");
+    let (status, headers, _) = browse(app.clone(), "POST", &replay, &cookie, &token).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/ops?replayed=1");
+    let (status, _, _) = browse(app.clone(), "POST", &replay, &cookie, &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let audited = replays(&state.storage.audit_log().await.unwrap());
+    assert_eq!(
+        audited,
+        [(operator.split('_').nth(1).unwrap().to_owned(), vec![job])]
+    );
+
+    let (status, _, _) = browse(app.clone(), "POST", "/ops/sign-out", &cookie, "").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "sign-out needs the token too"
+    );
+    let (status, headers, _) = browse(app.clone(), "POST", "/ops/sign-out", &cookie, &token).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        set_cookie(&headers, "asepsis_ops")
+            .unwrap()
+            .1
+            .contains("Max-Age=0")
+    );
+    let (status, _, _) = browse(app.clone(), "GET", "/ops/panel", &cookie, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, html) = browse(app.clone(), "GET", "/ops", &cookie, "").await;
+    assert!(status == StatusCode::OK && html.contains("/ops/sign-in"));
+    let all = "/ops/dead-letters/replay";
+    let (status, _, _) = browse(app, "POST", all, &cookie, &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_expired_ops_session_is_refused() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_with_sessions(dir.path(), Duration::ZERO);
+    let app = app(state.clone(), Duration::from_secs(5));
+    let (status, cookie) = sign_in(&app, &key(&state, Role::Operator).await).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (cookie, _) = cookie.unwrap();
+    let (status, _, _) = browse(app.clone(), "GET", "/ops/panel", &cookie, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let form = format!("csrf={}", "0".repeat(64));
+    let (status, _, _) = browse(app, "POST", "/ops/dead-letters/replay", &cookie, &form).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -3,7 +3,8 @@
 //! Messages live in one SQLite database (`spool.sqlite3` under the given directory, WAL mode,
 //! `synchronous = FULL`): a publish returns only after its row is committed to disk. A row is
 //! `ready` (deliverable once `due_ms` has passed: a retry sets it in the future), `in_flight`
-//! (handed to a consumer; `attempts` already counts that delivery) or `dead` (with a reason).
+//! (handed to a consumer; `attempts` already counts that delivery) or `dead` (with a reason;
+//! its `due_ms` is then when it died).
 //!
 //! One process *serves* the spool at a time ([`EmbeddedQueue::open`] takes `spool.lock`), and
 //! when it starts it hands every `in_flight` row back: those were held by a process that died
@@ -86,11 +87,12 @@ impl EmbeddedQueue {
         queue.with_db(|db, policy| {
             let tx = db.transaction()?;
             tx.execute(
-                "UPDATE messages SET state = 'dead', reason = ?1
+                "UPDATE messages SET state = 'dead', reason = ?1, due_ms = ?3
                  WHERE state = 'in_flight' AND attempts >= ?2",
                 params![
                     limit_reason(policy.max_attempts, "process stopped mid-job"),
-                    policy.max_attempts
+                    policy.max_attempts,
+                    now_ms()
                 ],
             )?;
             tx.execute(
@@ -180,9 +182,9 @@ impl Inner {
         self.with_db(|db, _| {
             if attempt >= max {
                 db.execute(
-                    "UPDATE messages SET state = 'dead', reason = ?2
+                    "UPDATE messages SET state = 'dead', reason = ?2, due_ms = ?3
                      WHERE seq = ?1 AND state = 'in_flight'",
-                    params![seq, limit_reason(attempt, &why)],
+                    params![seq, limit_reason(attempt, &why), now_ms()],
                 )
             } else {
                 db.execute(
@@ -258,7 +260,7 @@ impl Queue for EmbeddedQueue {
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         self.blocking(|db, _| {
             let mut query = db.prepare(
-                "SELECT id, COALESCE(reason, ''), attempts FROM messages
+                "SELECT id, COALESCE(reason, ''), attempts, due_ms, body FROM messages
                  WHERE state = 'dead' ORDER BY seq",
             )?;
             let rows = query.query_map([], |r| {
@@ -266,6 +268,11 @@ impl Queue for EmbeddedQueue {
                     id: r.get(0)?,
                     reason: r.get(1)?,
                     attempts: r.get(2)?,
+                    dead_at_ms: r
+                        .get::<_, i64>(3)
+                        .ok()
+                        .and_then(|ms| u64::try_from(ms).ok()),
+                    body: r.get(4)?,
                 })
             })?;
             rows.collect()
@@ -449,9 +456,9 @@ impl Settle for EmbeddedSettle {
         self.run(move |inner, seq| {
             inner.with_db(|db, _| {
                 db.execute(
-                    "UPDATE messages SET state = 'dead', reason = ?2
+                    "UPDATE messages SET state = 'dead', reason = ?2, due_ms = ?3
                      WHERE seq = ?1 AND state = 'in_flight'",
-                    params![seq, reason],
+                    params![seq, reason, now_ms()],
                 )
             })?;
             Ok(())

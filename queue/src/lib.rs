@@ -82,12 +82,18 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
-/// A dead-lettered message as an operator sees it: no body.
+/// A dead-lettered message: its id, reason and attempts, and when it died where the backend
+/// recorded it. The body is there for the caller that knows its schema (the operator's views
+/// read a job's asset id from it); it is never serialised, and must never be logged.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
     pub id: String,
     pub reason: String,
     pub attempts: u32,
+    /// When it was dead-lettered (ms since the Unix epoch).
+    pub dead_at_ms: Option<u64>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
 }
 
 /// Which dead letters to move back to the queue.

@@ -105,6 +105,31 @@ fn header_str(props: &BasicProperties, key: &str) -> Option<String> {
     }
 }
 
+/// When a dead letter died: our own header, or the broker's `x-death` time (seconds) for one
+/// the broker dead-lettered.
+fn dead_at_ms(props: &BasicProperties) -> Option<u64> {
+    let headers = props.headers().as_ref()?.inner();
+    if let Some(AMQPValue::LongLongInt(ms)) = headers.get("x-dead-at-ms") {
+        return u64::try_from(*ms).ok();
+    }
+    let Some(AMQPValue::FieldArray(deaths)) = headers.get("x-death") else {
+        return None;
+    };
+    match deaths.as_slice().first()? {
+        AMQPValue::FieldTable(death) => match death.inner().get("time")? {
+            AMQPValue::Timestamp(secs) => secs.checked_mul(1000),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Deliveries so far, this one included.
 fn attempt_of(props: &BasicProperties) -> u32 {
     header_u32(props, "x-attempt")
@@ -437,6 +462,8 @@ fn dead_letter_of(d: &lapin::message::Delivery) -> DeadLetter {
             .unwrap_or_default(),
         reason,
         attempts: header_u32(props, "x-attempts").unwrap_or_else(|| attempt_of(props)),
+        dead_at_ms: dead_at_ms(props),
+        body: d.data.clone(),
     }
 }
 
@@ -685,6 +712,7 @@ impl Settle for RabbitSettle {
         if let Some(headers) = props.headers().clone() {
             let mut headers = headers;
             headers.insert("x-attempts".into(), AMQPValue::LongUInt(attempt));
+            headers.insert("x-dead-at-ms".into(), AMQPValue::LongLongInt(now_ms()));
             props = props.with_headers(headers);
         }
         let names = &self.inner.names;

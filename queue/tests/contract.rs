@@ -302,6 +302,9 @@ async fn malformed_message_is_dead_lettered_at_once(fx: &Fixture) {
     running.stop().await;
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].id.as_str(), dead[0].attempts), (id.as_str(), 1));
+    // The operator's views read the body's ids and show when it died.
+    assert_eq!(dead[0].body, b"{\"not\": \"a job\"}");
+    assert!(dead[0].dead_at_ms.is_some_and(|ms| ms > 1_700_000_000_000));
     assert!(
         dead[0].reason.starts_with("malformed"),
         "{}",

@@ -4,9 +4,10 @@
 
 use std::process::ExitCode;
 
-use asepsis_common::audit::{self, AuditAction};
+use asepsis_common::audit;
 use asepsis_common::provenance::{self, BrokenLink, TrustedKeys};
 use asepsis_config::Settings;
+use asepsis_ingest::ops;
 use asepsis_queue::Replay;
 use asepsis_store::StorageError;
 
@@ -76,33 +77,36 @@ async fn queues(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
 
 async fn dead_letters(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let (queue, _) = asepsis::open_queue(settings, false).await?;
-    let letters = queue.dead_letters().await?;
+    let letters = ops::dead_letters(queue.as_ref()).await?;
     if json {
         println!("{}", serde_json::to_string(&letters)?);
     } else {
-        println!("{:<36}  {:>8}  reason", "job id", "attempts");
+        println!(
+            "{:<36}  {:<36}  {:>8}  reason",
+            "job id", "asset id", "attempts"
+        );
         for l in &letters {
-            println!("{:<36}  {:>8}  {}", l.id, l.attempts, l.reason);
+            let asset = l.asset_id.map_or_else(|| "-".to_owned(), |a| a.to_string());
+            println!(
+                "{:<36}  {asset:<36}  {:>8}  {}",
+                l.job_id, l.attempts, l.reason
+            );
         }
         println!("{} dead letter(s)", letters.len());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Replay one dead letter (`Some(id)`) or all of them.
+/// Replay one dead letter (`Some(id)`) or all of them; audited when any moved.
 async fn replay(settings: &Settings, id: Option<String>) -> anyhow::Result<ExitCode> {
     let (queue, _) = asepsis::open_queue(settings, false).await?;
-    let which = id.clone().map_or(Replay::All, Replay::One);
-    let ids = queue.replay(which).await?;
     let (storage, keys) = asepsis::open_storage(settings)?;
-    asepsis::audit_host_action(
-        &storage,
-        &keys.signer,
-        None,
-        AuditAction::Replay,
-        ids.clone(),
-    )
-    .await?;
+    let actor = ops::Actor {
+        id: asepsis::host_actor(),
+        tenant: None,
+    };
+    let which = id.clone().map_or(Replay::All, Replay::One);
+    let ids = ops::replay(queue.as_ref(), &storage, &keys.signer, actor, which).await?;
     println!("replayed {} dead letter(s)", ids.len());
     if let (true, Some(id)) = (ids.is_empty(), id) {
         eprintln!("no dead letter with id {id}");

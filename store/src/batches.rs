@@ -3,7 +3,8 @@
 //! `asepsis_common::batch`'s; a label is the tenant's text and is never logged.
 
 use asepsis_common::batch::Batch;
-use object_store::{ObjectStoreExt, PutPayload};
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use uuid::Uuid;
 
 use crate::storage::{Object, Storage, StorageError};
@@ -15,10 +16,43 @@ impl Storage {
     /// Store failures; [`StorageError::Corrupt`] if the id is taken (a random UUID: never).
     pub async fn put_batch(&self, batch: &Batch) -> Result<(), StorageError> {
         let path = Object::Batch(batch.id).path();
-        match self.put_json(&path, batch, true).await? {
-            true => Ok(()),
-            false => Err(StorageError::Corrupt(path.to_string())),
+        if !self.put_json(&path, batch, true).await? {
+            return Err(StorageError::Corrupt(path.to_string()));
         }
+        let ms = u64::try_from(batch.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let index = Object::TenantBatch(&batch.tenant, ms, batch.id).path();
+        self.object_store()
+            .put(&index, PutPayload::default())
+            .await?;
+        Ok(())
+    }
+
+    /// The tenant's batches created at or after `since_ms`, oldest first (one listing; the
+    /// records are not read).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn batches_since(
+        &self,
+        tenant: &str,
+        since_ms: u64,
+    ) -> Result<Vec<Uuid>, StorageError> {
+        let prefix = Object::TenantBatches(tenant).path();
+        let metas: Vec<_> = self
+            .object_store()
+            .list(Some(&prefix))
+            .try_collect()
+            .await?;
+        let mut found: Vec<(u64, Uuid)> = metas
+            .iter()
+            .filter_map(|m| {
+                let (ms, id) = m.location.filename()?.split_once('-')?;
+                Some((ms.parse().ok()?, Uuid::parse_str(id).ok()?))
+            })
+            .filter(|(ms, _)| *ms >= since_ms)
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
     /// # Errors

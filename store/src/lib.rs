@@ -23,4 +23,5 @@ mod takedowns;
 
 pub use storage::{
     BlobInfo, Claim, IdempotencyRecord, OpenBlob, Rotation, Storage, StorageError, now_ms,
+    register_metrics,
 };

@@ -22,6 +22,7 @@
 //! locks/takedowns/{id}           a request on the take-down is running (JSON lease)
 //! blocklist/{takedown}/{asset}   the perceptual hashes the take-down blocks (32 bytes each)
 //! batches/{id}                   an import batch (JSON Batch: tenant, label, expected count)
+//! index/tenant-batches/{tenant}/{created ms}-{batch}   empty: a tenant's batches by time
 //! index/batches/{id}/{asset}     empty marker: the asset was uploaded into the batch
 //! ```
 //!
@@ -70,11 +71,38 @@ pub enum StorageError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("object store: {0}")]
-    Store(#[from] object_store::Error),
+    Store(#[source] object_store::Error),
     #[error("stored record {0} is corrupt")]
     Corrupt(String),
     #[error("could not append to the log of {0}: too many concurrent writers")]
     Contended(String),
+}
+
+impl From<object_store::Error> for StorageError {
+    /// Counted in `asepsis_store_errors_total`, unless it is an answer the code expects
+    /// (not found, already exists, precondition failed) rather than a failure.
+    fn from(e: object_store::Error) -> Self {
+        use object_store::Error as E;
+        if !matches!(
+            e,
+            E::NotFound { .. }
+                | E::AlreadyExists { .. }
+                | E::Precondition { .. }
+                | E::NotModified { .. }
+        ) {
+            metrics::counter!("asepsis_store_errors_total").increment(1);
+        }
+        StorageError::Store(e)
+    }
+}
+
+/// Describe the store's metric and create it at zero.
+pub fn register_metrics() {
+    metrics::describe_counter!(
+        "asepsis_store_errors_total",
+        "Object-store requests that failed (timeouts, refused connections, server errors)."
+    );
+    metrics::counter!("asepsis_store_errors_total").absolute(0);
 }
 
 /// Plaintext and stored sizes of a blob written.
@@ -130,6 +158,9 @@ pub(crate) enum Object<'a> {
     BlockList,
     BlockEntry(Uuid, Uuid),
     Batch(Uuid),
+    /// A tenant's batches by creation time: `{created_ms:020}-{batch}` under it.
+    TenantBatches(&'a str),
+    TenantBatch(&'a str, u64, Uuid),
     BatchAssets(Uuid),
     BatchAsset(Uuid, Uuid),
     /// The prefix of the audit log.
@@ -168,6 +199,10 @@ impl Object<'_> {
             Object::BlockList => "blocklist".to_owned(),
             Object::BlockEntry(takedown, asset) => format!("blocklist/{takedown}/{asset}"),
             Object::Batch(id) => format!("batches/{id}"),
+            Object::TenantBatches(tenant) => format!("index/tenant-batches/{tenant}"),
+            Object::TenantBatch(tenant, ms, batch) => {
+                format!("index/tenant-batches/{tenant}/{ms:020}-{batch}")
+            }
             Object::BatchAssets(batch) => format!("index/batches/{batch}"),
             Object::BatchAsset(batch, asset) => format!("index/batches/{batch}/{asset}"),
             Object::AuditLog => "audit".to_owned(),

@@ -331,3 +331,31 @@ async fn a_subject_s_lock_refuses_another_holder_until_it_expires_and_a_lease_ha
         assert_eq!(claims, [true, false, true], "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_tenant_s_recent_batches_are_listed_by_creation_time_and_no_other_s() {
+    use asepsis_common::batch::Batch;
+    use time::{Duration, OffsetDateTime};
+    for (name, fx) in fixtures() {
+        let now = OffsetDateTime::now_utc();
+        let batch = |tenant: &str, age: Duration| Batch {
+            id: Uuid::new_v4(),
+            tenant: tenant.into(),
+            label: "label".into(),
+            expected: 1,
+            created_at: now - age,
+            created_by: "k".into(),
+        };
+        let (old, newer, newest) = (
+            batch("t1", Duration::days(3)),
+            batch("t1", Duration::hours(2)),
+            batch("t1", Duration::minutes(1)),
+        );
+        for b in [&newest, &old, &newer, &batch("t2", Duration::minutes(1))] {
+            fx.storage.put_batch(b).await.unwrap();
+        }
+        let day_ago = u64::try_from((now - Duration::days(1)).unix_timestamp() * 1000).unwrap();
+        let recent = fx.storage.batches_since("t1", day_ago).await.unwrap();
+        assert_eq!(recent, vec![newer.id, newest.id], "{name}");
+    }
+}

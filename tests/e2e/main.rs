@@ -5,12 +5,13 @@
 //! earlier ones made). Every process's log is captured and must hold none of the canary
 //! strings planted in metadata values, client file names, consent fields and keys.
 //! `import` (the batch import, with killed importers and a killed server) starts an `asepsis up`
-//! of its own per test.
+//! of its own per test. `ops_page` drives the operator's page in Chromium.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
 mod import;
+mod ops_page;
 mod publish;
 mod refusals;
 mod review;
@@ -69,6 +70,7 @@ async fn whole_service(kind: Kind) {
     crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
     rights::a_subjects_rights_work_end_to_end(&c).await;
     takedowns::a_take_down_runs_its_course(&c).await;
+    ops_page::an_operator_replays_a_dead_letter_in_the_browser(&mut c).await;
 
     // Every privileged action is in the signed audit log, with ids only.
     let (status, audit) = c.d.get_json(&c.officer, "/v1/audit").await;
@@ -91,6 +93,7 @@ async fn whole_service(kind: Kind) {
         "takedown-receive",
         "takedown-counter-notice",
         "takedown-court-action",
+        "replay",
     ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }

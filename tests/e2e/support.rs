@@ -201,6 +201,8 @@ impl Deployment {
                 ("STORE__ALLOW_HTTP", "true".into()),
                 ("STORE__ACCESS_KEY_ID", "test".into()),
                 ("STORE__SECRET_ACCESS_KEY", "test".into()),
+                // The worker apart serves its own /metrics (ingest ignores the setting).
+                ("WORKER__METRICS_LISTEN", "127.0.0.1:0".into()),
             ] {
                 env.push((format!("ASEPSIS__{k}"), v));
             }
@@ -260,21 +262,55 @@ impl Deployment {
 
     /// Kill the process that runs the worker with SIGKILL and start it again.
     pub fn kill_and_restart_worker(&mut self) {
+        self.stop_worker();
+        self.start_worker();
+    }
+
+    /// SIGKILL the process that runs the worker (embedded: `up` itself); nothing consumes
+    /// the queue until [`Deployment::start_worker`].
+    pub fn stop_worker(&mut self) {
+        match &mut self.worker {
+            Some(worker) => worker.kill(),
+            None => self.http.kill(),
+        }
+    }
+
+    /// Start the worker stopped by [`Deployment::stop_worker`] again.
+    pub fn start_worker(&mut self) {
         let data_arg = self.data.path().to_str().unwrap().to_owned();
         if let Some(worker) = &mut self.worker {
-            worker.kill();
             let args = ["worker", "--data", &data_arg];
             let fresh = Proc::start(&args, &self.env);
             fresh.wait_for_line("worker consuming");
             self.retired.push(std::mem::replace(worker, fresh));
         } else {
-            self.http.kill();
             let args = ["up", "--listen", "127.0.0.1:0", "--data", &data_arg];
             let fresh = Proc::start(&args, &self.env);
             self.base = Self::address(&fresh);
             // No pooled connection to the killed process (its port may be reused).
             self.client = client();
             self.retired.push(std::mem::replace(&mut self.http, fresh));
+        }
+    }
+
+    /// The deployment's job queue, opened as the worker opens it. Embedded: only while the
+    /// worker is stopped (the spool has one server).
+    pub async fn job_queue(&self) -> Arc<dyn asepsis_queue::Queue> {
+        let policy = asepsis_queue::RetryPolicy {
+            max_attempts: 5,
+            retry_delays: RETRY_DELAYS_MS.map(Duration::from_millis).to_vec(),
+        };
+        match self.kind {
+            Kind::Embedded => {
+                let dir = self.data.path().join("queue");
+                Arc::new(asepsis_queue::EmbeddedQueue::open(&dir, policy).unwrap())
+            }
+            Kind::RabbitS3 => {
+                let (url, timeout) = (amqp_url(), Duration::from_secs(10));
+                let rabbit =
+                    asepsis_queue::RabbitQueue::connect(&url, &self.queue, policy, timeout);
+                Arc::new(rabbit.await.unwrap())
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! state is dead-lettered. Logs carry ids and counts, never metadata values, boxes or scores.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use asepsis_common::consent::{Consent, Scope};
 use asepsis_common::envelope::BlobRole;
@@ -30,6 +31,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::metrics;
 use crate::runner::{Handler, Outcome};
 use asepsis_store::blocklist::BlockList;
 
@@ -93,7 +95,8 @@ impl From<Stop> for Outcome {
 /// The original's bytes, or why the file is refused before the pipeline sees it.
 enum Original {
     Bytes(Vec<u8>),
-    Refused(String),
+    /// Refused: the class (of [`metrics::REJECTED`]) and the reason.
+    Refused(&'static str, String),
 }
 
 impl AssetJobs {
@@ -124,13 +127,20 @@ impl AssetJobs {
         Ok(info)
     }
 
-    /// The input is bad: record `rejected` with the reason, then ack.
-    async fn reject(&self, log: &mut AssetLog, reason: String) -> Result<Outcome, Stop> {
+    /// The input is bad: record `rejected` with the reason, then ack. `class` is one of
+    /// [`metrics::REJECTED`].
+    async fn reject(
+        &self,
+        log: &mut AssetLog,
+        class: &'static str,
+        reason: String,
+    ) -> Result<Outcome, Stop> {
         let what = EventKind::Rejected {
             reason: reason.clone(),
         };
         self.record(log, what).await?;
         self.announce(log).await?;
+        settled(log, "rejected", class);
         Ok(Outcome::Reject(reason))
     }
 
@@ -145,14 +155,14 @@ impl AssetJobs {
     async fn original(&self, log: &AssetLog) -> Result<Original, Stop> {
         let (len, stream) = match self.storage.get_blob(log.asset, BlobRole::Original).await {
             Err(StorageError::Erased(_)) => {
-                return Ok(Original::Refused("asset was erased".into()));
+                return Ok(Original::Refused("erased", "asset was erased".into()));
             }
             other => other?,
         };
         let max = self.limits.max_input_bytes;
         if len > max {
             let why = format!("limit max_input_bytes exceeded: {len} > {max}");
-            return Ok(Original::Refused(why));
+            return Ok(Original::Refused("limit", why));
         }
         let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
         Ok(Original::Bytes(chunks.concat()))
@@ -177,7 +187,7 @@ impl AssetJobs {
         }
         let Some(consent) = self.storage.consent(arrival.consent_id).await? else {
             return self
-                .reject(&mut log, "consent record is missing".into())
+                .reject(&mut log, "consent", "consent record is missing".into())
                 .await;
         };
         if consent.erased_at.is_some() {
@@ -204,19 +214,32 @@ impl AssetJobs {
             ));
         }
         if !log.has(EventName::Verdict) {
+            let decrypting = Instant::now();
             let original = match self.original(&log).await? {
                 Original::Bytes(bytes) => bytes,
-                Original::Refused(reason) => return self.reject(&mut log, reason).await,
+                Original::Refused(class, reason) => {
+                    return self.reject(&mut log, class, reason).await;
+                }
             };
+            metrics::stage("decrypt", decrypting.elapsed());
             match self.run_pipeline(original, &consent).await? {
-                Processed::Rejected(e) => return self.reject(&mut log, e.to_string()).await,
+                Processed::Rejected(e) => {
+                    return self.reject(&mut log, e.class(), e.to_string()).await;
+                }
                 Processed::Decided(decided) => {
+                    let t = &decided.timings;
+                    metrics::stage("strip", t.strip);
+                    metrics::stage("verify", t.verify);
+                    metrics::stage("scan", t.scan);
+                    if let Some(redact) = t.redact {
+                        metrics::stage("redact", redact);
+                    }
                     if let Some(reason) = self.blocked(asset, &decided.block_queries).await? {
                         if !log.has(EventName::Scanned) {
                             self.record(&mut log, scanned(&decided.scan, decided.pdq))
                                 .await?;
                         }
-                        return self.reject(&mut log, reason).await;
+                        return self.reject(&mut log, "blocked", reason).await;
                     }
                     self.record_decided(&mut log, *decided).await?
                 }
@@ -231,7 +254,7 @@ impl AssetJobs {
             && let Some(reason) = self.blocked(asset, recorded.as_slice()).await?
         {
             // Taken down (another copy) while this one was processed.
-            return self.reject(&mut log, reason).await;
+            return self.reject(&mut log, "blocked", reason).await;
         }
         if decided == Decision::Publish {
             // The consent as it is now: it may have been rectified, objected to or restricted
@@ -250,9 +273,11 @@ impl AssetJobs {
                 };
                 self.record(&mut log, what).await?;
                 self.announce(&log).await?;
+                settled(&log, "held", "consent_changed");
                 return Ok(Outcome::Done);
             }
             let now = OffsetDateTime::now_utc();
+            let publishing = Instant::now();
             match log
                 .publish(&self.storage, &self.signer, &consent, now)
                 .await?
@@ -261,8 +286,21 @@ impl AssetJobs {
                 Published::Refused(why) => tracing::info!(%why, "not published"),
                 Published::LostRace => return Err(Stop::LostRace),
             }
+            metrics::stage("publish", publishing.elapsed());
         }
         self.announce(&log).await?;
+        match log.state() {
+            Some(AssetState::Published) => {
+                let redacted = log.has(EventName::Redacted);
+                settled(
+                    &log,
+                    "published",
+                    if redacted { "redacted" } else { "as_uploaded" },
+                );
+            }
+            Some(AssetState::Held) => settled(&log, "held", held_class(&log)),
+            _ => {}
+        }
         tracing::info!(state = ?log.state(), "asset processed");
         Ok(Outcome::Done)
     }
@@ -311,6 +349,7 @@ impl AssetJobs {
             redaction,
             decision,
             reason,
+            timings: _,
         } = decided;
         let report = stripped.report;
         if !log.has(EventName::Stripped) {
@@ -324,7 +363,9 @@ impl AssetJobs {
         }
         if !log.has(EventName::Encrypted) {
             let derivative = std::io::Cursor::new(stripped.bytes);
+            let encrypting = Instant::now();
             let info = self.put_derivative(log, derivative).await?;
+            metrics::stage("encrypt", encrypting.elapsed());
             let kek = self.storage.current_kek();
             let what = EventKind::Encrypted {
                 role: BlobRole::Derivative,
@@ -363,6 +404,22 @@ impl AssetJobs {
         );
         self.record(log, EventKind::Verdict { decision, reason })
             .await
+    }
+}
+
+/// Count an asset settled by this job, timed from its upload.
+fn settled(log: &AssetLog, outcome: &'static str, class: &'static str) {
+    let uploaded = log.events.first().map_or(0, |e| e.event.at_ms);
+    let since = asepsis_store::now_ms().saturating_sub(uploaded);
+    metrics::settled(outcome, class, Duration::from_millis(since));
+}
+
+/// Why a held asset is held, for the metrics: the verdict of its last face scan (the re-scan
+/// after a redaction).
+fn held_class(log: &AssetLog) -> &'static str {
+    match log.last_of(EventName::Scanned) {
+        Some(EventKind::Scanned { verdict, .. }) => verdict.as_str(),
+        _ => "not_scanned",
     }
 }
 

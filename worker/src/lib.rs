@@ -6,6 +6,7 @@
 //! logs a job body or anything a job refers to beyond its ids and counts.
 
 pub mod jobs;
+pub mod metrics;
 pub mod retention;
 pub mod runner;
 pub mod takedowns;

@@ -171,6 +171,9 @@ pub struct Report {
 pub struct Stripped {
     pub bytes: Vec<u8>,
     pub report: Report,
+    /// How long the re-read of the output took (the rest of `strip` is the rewrite), for the
+    /// worker's stage metrics.
+    pub verify_time: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,6 +201,18 @@ pub enum StripError {
 }
 
 impl StripError {
+    /// The kind of failure, for metrics: `format`, `limit`, `malformed` or `verify`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            StripError::UnknownFormat | StripError::Unsupported(_) | StripError::NotStill(_) => {
+                "format"
+            }
+            StripError::Limit { .. } => "limit",
+            StripError::Malformed { .. } => "malformed",
+            StripError::Verify(_) => "verify",
+        }
+    }
+
     /// Any failure to re-read a stripped output is a verification failure (fail closed).
     pub(crate) fn into_verify(self) -> Self {
         match self {
@@ -268,8 +283,10 @@ pub fn strip_as(format: Format, bytes: &[u8], limits: &Limits) -> Result<Strippe
     removed.extend(exif.names.iter().cloned());
     removed.sort();
     removed.dedup();
+    let verifying = std::time::Instant::now();
     verify(&out, limits)?;
     Ok(Stripped {
+        verify_time: verifying.elapsed(),
         report: Report {
             format,
             removed,
