@@ -98,6 +98,7 @@ async fn serve(
     let (storage, keys) = open_storage(&settings)?;
     let signer = Arc::new(keys.signer);
     let detector = face_detector(&settings.faces);
+    asepsis_ingest::telemetry::face_detector_up(detector.ready().is_ok());
     match detector.ready() {
         Ok(()) => tracing::info!("face detector loaded"),
         Err(why) => {
@@ -383,7 +384,7 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("metrics buckets")?
         .install_recorder()
         .context("metrics recorder")?;
-    asepsis_ingest::metrics::register();
+    asepsis_ingest::telemetry::register();
     asepsis_worker::metrics::register();
     asepsis_store::register_metrics();
     Ok(handle)

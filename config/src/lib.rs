@@ -309,8 +309,8 @@ impl Settings {
         if !(0.0..=2.0).contains(&f.redaction_margin) {
             return invalid("faces.redaction_margin", "must be in 0..=2");
         }
-        if self.ops.session_ttl_secs == 0 {
-            return invalid("ops.session_ttl_secs", "must be at least 1");
+        if !(1..=7 * 24 * 3600).contains(&self.ops.session_ttl_secs) {
+            return invalid("ops.session_ttl_secs", "must be 1 to 604800 (a week)");
         }
         if self.stats.min_count == 0 {
             return invalid("stats.min_count", "must be at least 1");

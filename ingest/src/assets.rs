@@ -496,7 +496,7 @@ pub async fn upload(
             .await?;
     }
     enqueue(&state, asset).await?;
-    crate::metrics::received(stored.size_bytes);
+    crate::telemetry::received(stored.size_bytes);
     tracing::info!(
         asset.id = %asset,
         consent.id = %consent.id,

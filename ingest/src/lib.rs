@@ -14,12 +14,12 @@ mod consents;
 mod doc;
 mod error;
 mod media;
-pub mod metrics;
 pub mod ops;
 mod stats;
 mod subjects;
 mod summary;
 mod takedowns;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -229,7 +229,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    crate::metrics::observe(&state).await;
+    crate::telemetry::observe(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -260,8 +260,8 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("route", route), ("method", method), ("status", status)];
-    ::metrics::counter!("asepsis_http_requests_total", &labels).increment(1);
-    ::metrics::histogram!("asepsis_http_request_duration_seconds", &labels)
+    metrics::counter!("asepsis_http_requests_total", &labels).increment(1);
+    metrics::histogram!("asepsis_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

@@ -124,7 +124,7 @@ pub async fn get(
     match range {
         None => {
             common.insert(header::CONTENT_LENGTH, value(&len.to_string()));
-            crate::metrics::served(len);
+            crate::telemetry::served(len);
             let stream = blob.stream().await.map_err(not_found)?;
             let body = Body::from_stream(stream.map_err(std::io::Error::other));
             Ok((StatusCode::OK, common, body).into_response())
@@ -138,7 +138,7 @@ pub async fn get(
             let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
             common.insert(header::CONTENT_RANGE, value(&content_range));
             common.insert(header::CONTENT_LENGTH, value(&bytes.len().to_string()));
-            crate::metrics::served(bytes.len() as u64);
+            crate::telemetry::served(bytes.len() as u64);
             Ok((StatusCode::PARTIAL_CONTENT, common, bytes).into_response())
         }
     }

@@ -1217,3 +1217,26 @@ async fn an_expired_ops_session_is_refused() {
     let (status, _, _) = browse(app, "POST", "/ops/dead-letters/replay", &cookie, &form).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn disabling_a_key_ends_its_ops_sessions_at_once() {
+    use asepsis_common::apikey::{Disabled, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let operator = key(&state, Role::Operator).await;
+    let (_, cookie) = sign_in(&app, &operator).await;
+    let (cookie, _) = cookie.unwrap();
+    let (status, _, _) = browse(app.clone(), "GET", "/ops/panel", &cookie, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let id = operator.split('_').nth(1).unwrap();
+    let disabled = Disabled {
+        at_ms: 1,
+        reason: "test".into(),
+    };
+    assert!(state.storage.disable_api_key(id, disabled).await.unwrap());
+    let (status, _, _) = browse(app.clone(), "GET", "/ops/panel", &cookie, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, html) = browse(app, "GET", "/ops", &cookie, "").await;
+    assert!(status == StatusCode::OK && html.contains("/ops/sign-in"));
+}

@@ -58,6 +58,10 @@ struct Inner {
     policy: RetryPolicy,
     confirm_timeout: Duration,
     link: Mutex<Option<Arc<Link>>>,
+    /// Held while the dead letters are taken for a listing or a replay, and while they are
+    /// counted: a count taken meanwhile would miss those held unacked (this process's own
+    /// views never see the dead-letter queue half empty).
+    dead_letters: Mutex<()>,
 }
 
 struct Names {
@@ -182,6 +186,7 @@ impl RabbitQueue {
                 policy,
                 confirm_timeout,
                 link: Mutex::new(None),
+                dead_letters: Mutex::new(()),
             }),
         };
         this.inner.link().await?;
@@ -489,6 +494,7 @@ impl Queue for RabbitQueue {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let _held = self.inner.dead_letters.lock().await;
         let link = self.inner.link().await?;
         let channel = link.conn.create_channel().await.map_err(unavailable)?;
         let passive = QueueDeclareOptions {
@@ -520,6 +526,7 @@ impl Queue for RabbitQueue {
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let _held = self.inner.dead_letters.lock().await;
         let (channel, taken) = self.inner.take_dead().await?;
         let letters = taken.iter().map(dead_letter_of).collect();
         close(channel).await;
@@ -527,6 +534,7 @@ impl Queue for RabbitQueue {
     }
 
     async fn replay(&self, which: Replay) -> Result<Vec<String>, QueueError> {
+        let _held = self.inner.dead_letters.lock().await;
         let (channel, taken) = self.inner.take_dead().await?;
         let mut ids = Vec::new();
         let main = &self.inner.names.main;

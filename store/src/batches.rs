@@ -4,7 +4,7 @@
 
 use asepsis_common::batch::Batch;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use uuid::Uuid;
 
 use crate::storage::{Object, Storage, StorageError};
@@ -21,14 +21,22 @@ impl Storage {
         }
         let ms = u64::try_from(batch.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let index = Object::TenantBatch(&batch.tenant, ms, batch.id).path();
-        self.object_store()
-            .put(&index, PutPayload::default())
-            .await?;
-        Ok(())
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .object_store()
+            .put_opts(&index, PutPayload::default(), create)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// The tenant's batches created at or after `since_ms`, oldest first (one listing; the
-    /// records are not read).
+    /// The tenant's batches created at or after `since_ms`, oldest first: one listing from
+    /// that time on (index names sort by time); the records are not read.
     ///
     /// # Errors
     /// Store failures.
@@ -38,9 +46,13 @@ impl Storage {
         since_ms: u64,
     ) -> Result<Vec<Uuid>, StorageError> {
         let prefix = Object::TenantBatches(tenant).path();
+        // Every name at `since_ms` or later sorts after `{since_ms - 1:020}-…`.
+        let offset = prefix
+            .clone()
+            .join(format!("{:020}", since_ms.saturating_sub(1)));
         let metas: Vec<_> = self
             .object_store()
-            .list(Some(&prefix))
+            .list_with_offset(Some(&prefix), &offset)
             .try_collect()
             .await?;
         let mut found: Vec<(u64, Uuid)> = metas

@@ -139,8 +139,8 @@ impl AssetJobs {
             reason: reason.clone(),
         };
         self.record(log, what).await?;
-        self.announce(log).await?;
         settled(log, "rejected", class);
+        self.announce(log).await?;
         Ok(Outcome::Reject(reason))
     }
 
@@ -272,8 +272,8 @@ impl AssetJobs {
                     reason: format!("consent changed while processing: {why}"),
                 };
                 self.record(&mut log, what).await?;
-                self.announce(&log).await?;
                 settled(&log, "held", "consent_changed");
+                self.announce(&log).await?;
                 return Ok(Outcome::Done);
             }
             let now = OffsetDateTime::now_utc();
@@ -288,7 +288,7 @@ impl AssetJobs {
             }
             metrics::stage("publish", publishing.elapsed());
         }
-        self.announce(&log).await?;
+        // Counted before the announcement: a redelivery after a failed one is done at once.
         match log.state() {
             Some(AssetState::Published) => {
                 let redacted = log.has(EventName::Redacted);
@@ -301,6 +301,7 @@ impl AssetJobs {
             Some(AssetState::Held) => settled(&log, "held", held_class(&log)),
             _ => {}
         }
+        self.announce(&log).await?;
         tracing::info!(state = ?log.state(), "asset processed");
         Ok(Outcome::Done)
     }

@@ -42,6 +42,7 @@ pub const REJECTED: &[&str] = &[
 /// The job runner's outcomes: `asepsis_jobs_total{outcome}`.
 pub const JOB_OUTCOMES: [&str; 5] = ["done", "retry", "rejected", "aborted", "malformed"];
 
+/// Describe the worker's metrics and create each series at zero.
 pub fn register() {
     describe_counter!(
         "asepsis_jobs_total",

@@ -111,18 +111,21 @@ pub async fn dead_letters(queue: &dyn Queue) -> Result<Vec<DeadLetterView>, Queu
         .collect())
 }
 
-/// Who replays: an API key of a tenant, or `host:<user>` for `asepsis ctl`.
+/// Who replays: an API key of a tenant, or `host:<user>` for `asepsis ctl`. Operators act
+/// on the one queue every tenant shares (dead letters hold ids only); a replay is recorded
+/// under the operator's tenant.
 pub struct Actor {
     pub id: String,
     pub tenant: Option<String>,
 }
 
-/// Move `which` dead letters back to the queue and, when any moved, record the replay (the
-/// actor and the job ids) in the audit log. A replay that moved nothing is not recorded.
+/// Move `which` dead letters back to the queue, recorded in the audit log first: the actor
+/// and the ids of the dead letters it names, so no replay goes unaudited (a store that fails
+/// moves nothing). One that died between the listing and the move, and moved with `All`, is
+/// recorded in a second entry after. A replay that names no dead letter is not recorded.
 ///
 /// # Errors
-/// The queue or the audit log fails. The audit entry is written after the move: a store
-/// failure then leaves the jobs queued and reports the error.
+/// The queue or the audit log fails.
 pub async fn replay(
     queue: &dyn Queue,
     storage: &Storage,
@@ -130,24 +133,47 @@ pub async fn replay(
     actor: Actor,
     which: Replay,
 ) -> Result<Vec<String>, OpsError> {
-    let ids = queue.replay(which).await?;
-    if !ids.is_empty() {
-        let record = AuditRecord {
-            actor: actor.id,
-            tenant: actor.tenant,
-            action: AuditAction::Replay,
-            targets: ids.clone(),
-        };
-        storage.append_audit(signer, record).await?;
+    let named: Vec<String> = queue
+        .dead_letters()
+        .await?
+        .into_iter()
+        .map(|l| l.id)
+        .filter(|id| matches!(&which, Replay::All) || matches!(&which, Replay::One(w) if w == id))
+        .collect();
+    if named.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(ids)
+    let record = |targets: Vec<String>| AuditRecord {
+        actor: actor.id.clone(),
+        tenant: actor.tenant.clone(),
+        action: AuditAction::Replay,
+        targets,
+    };
+    storage.append_audit(signer, record(named.clone())).await?;
+    let moved = queue.replay(which).await?;
+    let unnamed: Vec<String> = moved
+        .iter()
+        .filter(|id| !named.contains(id))
+        .cloned()
+        .collect();
+    if !unnamed.is_empty() {
+        storage.append_audit(signer, record(unnamed)).await?;
+    }
+    Ok(moved)
+}
+
+impl Actor {
+    /// An API key acting for its tenant.
+    pub fn key(key_id: &str, tenant: &str) -> Self {
+        Actor {
+            id: key_id.to_owned(),
+            tenant: Some(tenant.to_owned()),
+        }
+    }
 }
 
 fn actor(caller: &Caller) -> Actor {
-    Actor {
-        id: caller.key_id.clone(),
-        tenant: Some(caller.tenant.clone()),
-    }
+    Actor::key(&caller.key_id, &caller.tenant)
 }
 
 /// Ready, in-flight, retrying and dead-letter counts.

@@ -5,7 +5,7 @@
 //! Shows counts, rates, latencies, ids and reasons: never a file name, a consent field, a
 //! subject reference, a batch label or a metadata value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 
 use asepsis_common::apikey::Role;
@@ -19,12 +19,14 @@ use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
 use super::pulse::{self, HISTORY, Percentiles, Sample};
 use super::session::{self, COOKIE, SIGN_IN_COOKIE, Session};
 use super::{Actor, DeadLetterView};
 use crate::AppState;
 use crate::auth::authenticate;
+use crate::error::ApiError;
 
 /// How often the page asks for fresh figures.
 const REFRESH_SECS: u64 = 5;
@@ -78,6 +80,11 @@ pub struct Ops {
     pub sessions: session::Sessions,
     pub pulse: pulse::Pulse,
     batches: Mutex<HashMap<String, (u64, Vec<BatchRow>)>>,
+    /// Batches seen done: not tallied again.
+    done_batches: Mutex<HashSet<Uuid>>,
+    /// The last listing of the dead letters, reused for [`REFRESH_SECS`] (on RabbitMQ a
+    /// listing takes every dead letter and hands it back), dropped by a replay.
+    dead_letters: Mutex<Option<(u64, Vec<DeadLetterView>)>>,
 }
 
 impl Ops {
@@ -86,6 +93,8 @@ impl Ops {
             sessions: session::Sessions::new(session_ttl),
             pulse: pulse::Pulse::default(),
             batches: Mutex::new(HashMap::new()),
+            done_batches: Mutex::new(HashSet::new()),
+            dead_letters: Mutex::new(None),
         }
     }
 }
@@ -125,6 +134,14 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
     render(status, "message.html", context! { title, text })
 }
 
+fn unavailable() -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The queue or the store did not answer; nothing was lost. Try again.",
+    )
+}
+
 fn forbidden(text: &str) -> Response {
     message(StatusCode::FORBIDDEN, "Not allowed", text)
 }
@@ -160,7 +177,7 @@ pub async fn page(
     if let Some(refused) = bearer_refused(&state, &headers).await {
         return refused;
     }
-    let Some(session) = state.ops.sessions.find(&headers) else {
+    let Ok(session) = live_session(&state, &headers).await else {
         return sign_in_form(&headers, None, StatusCode::OK);
     };
     let overview = overview(&state, &session).await;
@@ -182,12 +199,9 @@ pub async fn panel(State(state): State<AppState>, headers: HeaderMap) -> Respons
     if let Some(refused) = bearer_refused(&state, &headers).await {
         return refused;
     }
-    let Some(session) = state.ops.sessions.find(&headers) else {
-        return message(
-            StatusCode::UNAUTHORIZED,
-            "Signed out",
-            "Your session ended: sign in again.",
-        );
+    let session = match live_session(&state, &headers).await {
+        Ok(session) => session,
+        Err(refused) => return refused.into_response(),
     };
     let overview = overview(&state, &session).await;
     render(
@@ -229,6 +243,7 @@ pub async fn sign_in(
     let key = form.key.unwrap_or_default();
     let caller = match authenticate(&state, &key).await {
         Ok(caller) => caller,
+        Err(ApiError::Unavailable(_)) => return unavailable(),
         Err(_) => {
             let why = "That API key is not recognised, or was disabled.";
             return sign_in_form(&headers, Some(why), StatusCode::UNAUTHORIZED);
@@ -270,6 +285,8 @@ enum Refused {
     SignedOut,
     /// 403: the form did not carry the session's CSRF token.
     NoToken,
+    /// 503: the store did not answer.
+    Unavailable,
 }
 
 impl IntoResponse for Refused {
@@ -283,17 +300,32 @@ impl IntoResponse for Refused {
             Refused::NoToken => forbidden(
                 "This form did not carry the page's token: reload the page and try again.",
             ),
+            Refused::Unavailable => unavailable(),
         }
     }
 }
 
+/// The request's session, while its key is still an operator's and not disabled (checked on
+/// every use, so disabling a key ends its sessions at once).
+async fn live_session(state: &AppState, headers: &HeaderMap) -> Result<Session, Refused> {
+    let session = state.ops.sessions.find(headers).ok_or(Refused::SignedOut)?;
+    match state.storage.api_key(&session.key_id).await {
+        Ok(Some(key)) if key.disabled.is_none() && key.role == Role::Operator => Ok(session),
+        Ok(_) => {
+            state.ops.sessions.close(headers);
+            Err(Refused::SignedOut)
+        }
+        Err(_) => Err(Refused::Unavailable),
+    }
+}
+
 /// The session of a state-changing form.
-fn form_session(
+async fn form_session(
     state: &AppState,
     headers: &HeaderMap,
     form: &CsrfForm,
 ) -> Result<Session, Refused> {
-    let session = state.ops.sessions.find(headers).ok_or(Refused::SignedOut)?;
+    let session = live_session(state, headers).await?;
     match &form.csrf {
         Some(token) if session::same(token, &session.csrf) => Ok(session),
         _ => Err(Refused::NoToken),
@@ -306,7 +338,7 @@ pub async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = form_session(&state, &headers, &form) {
+    if let Err(refused) = form_session(&state, &headers, &form).await {
         return refused.into_response();
     }
     state.ops.sessions.close(&headers);
@@ -337,16 +369,17 @@ pub async fn replay_all(
 }
 
 async fn replay(state: &AppState, headers: &HeaderMap, form: &CsrfForm, which: Replay) -> Response {
-    let session = match form_session(state, headers, form) {
+    let session = match form_session(state, headers, form).await {
         Ok(session) => session,
         Err(refused) => return refused.into_response(),
     };
     let one = matches!(which, Replay::One(_));
-    let actor = Actor {
-        id: session.key_id,
-        tenant: Some(session.tenant),
-    };
-    match super::replay(&*state.queue, &state.storage, &state.signer, actor, which).await {
+    let actor = Actor::key(&session.key_id, &session.tenant);
+    let replayed = super::replay(&*state.queue, &state.storage, &state.signer, actor, which).await;
+    if let Ok(mut listing) = state.ops.dead_letters.lock() {
+        *listing = None;
+    }
+    match replayed {
         Ok(ids) if one && ids.is_empty() => message(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -355,11 +388,7 @@ async fn replay(state: &AppState, headers: &HeaderMap, form: &CsrfForm, which: R
         Ok(ids) => Redirect::to(&format!("/ops?replayed={}", ids.len())).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "replay from /ops failed");
-            message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "The queue or the store did not answer; nothing was lost. Try again.",
-            )
+            unavailable()
         }
     }
 }
@@ -492,16 +521,19 @@ fn when(ms: Option<u64>) -> String {
 /// Labels a series must carry.
 type Labels = &'static [(&'static str, &'static str)];
 
+/// An upload accepted.
+const ACCEPTED: Labels = &[
+    ("route", "/v1/assets"),
+    ("method", "POST"),
+    ("status", "202"),
+];
+
 /// The stages as the page lists them, with the histogram and labels of each.
 const LATENCIES: &[(&str, &str, Labels)] = &[
     (
         "upload accepted (202)",
         "asepsis_http_request_duration_seconds",
-        &[
-            ("route", "/v1/assets"),
-            ("method", "POST"),
-            ("status", "202"),
-        ],
+        ACCEPTED,
     ),
     ("upload → settled", "asepsis_upload_to_settled_seconds", &[]),
     (
@@ -543,9 +575,28 @@ const LATENCIES: &[(&str, &str, Labels)] = &[
 
 /// A sample now: the queue's counts and this process's metrics, its gauges read first.
 pub async fn sample(state: &AppState) -> Sample {
-    crate::metrics::observe(state).await;
-    let queue = state.queue.stats().await.ok();
+    let queue = crate::telemetry::observe(state).await;
     Sample::new(queue, &state.metrics.render())
+}
+
+/// The dead letters, listed at most once per [`REFRESH_SECS`] however many pages are open,
+/// and not at all while the queue counts none.
+async fn dead_letters(state: &AppState, dead: u64) -> Result<Vec<DeadLetterView>, ()> {
+    if dead == 0 {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    if let Ok(listing) = state.ops.dead_letters.lock()
+        && let Some((at, letters)) = listing.as_ref()
+        && now.saturating_sub(*at) < REFRESH_SECS * 1000
+    {
+        return Ok(letters.clone());
+    }
+    let letters = super::dead_letters(&*state.queue).await.map_err(|_| ())?;
+    if let Ok(mut listing) = state.ops.dead_letters.lock() {
+        *listing = Some((now, letters.clone()));
+    }
+    Ok(letters)
 }
 
 async fn overview(state: &AppState, session: &Session) -> Overview {
@@ -576,9 +627,10 @@ async fn overview(state: &AppState, session: &Session) -> Overview {
             .filter(|(_, n)| *n > 0)
             .collect()
     };
-    let (dead_letters, dead_letters_error) = match super::dead_letters(&*state.queue).await {
+    let dead = now.queue.as_ref().map_or(1, |q| q.dead);
+    let (dead_letters, dead_letters_error) = match dead_letters(state, dead).await {
         Ok(letters) => (letters, false),
-        Err(_) => (Vec::new(), true),
+        Err(()) => (Vec::new(), true),
     };
     let mut all = history.clone();
     all.push(now.clone());
@@ -587,14 +639,7 @@ async fn overview(state: &AppState, session: &Session) -> Overview {
         queue: now.queue.clone().map(Into::into),
         trend: trend(&all, now.at_ms),
         window_secs: start.as_ref().map(|s| (now.at_ms - s.at_ms) / 1000),
-        uploads_per_sec: per_sec(rate(
-            "asepsis_http_requests_total",
-            &[
-                ("route", "/v1/assets"),
-                ("method", "POST"),
-                ("status", "202"),
-            ],
-        )),
+        uploads_per_sec: per_sec(rate("asepsis_http_requests_total", ACCEPTED)),
         settled_per_sec: ["published", "held", "rejected"]
             .into_iter()
             .map(|o| (o.to_owned(), per_sec(rate(settled, &[("outcome", o)]))))
@@ -638,7 +683,8 @@ async fn batches(state: &AppState, tenant: &str) -> Vec<BatchRow> {
         .batches_since(tenant, now.saturating_sub(BATCHES_SINCE_MS))
         .await
         .unwrap_or_default();
-    for id in ids.into_iter().rev() {
+    let done = |id: &Uuid| state.ops.done_batches.lock().is_ok_and(|d| d.contains(id));
+    for id in ids.into_iter().rev().filter(|id| !done(id)) {
         if rows.len() == BATCHES_SHOWN {
             break;
         }
@@ -649,6 +695,10 @@ async fn batches(state: &AppState, tenant: &str) -> Vec<BatchRow> {
             continue;
         };
         if tally.done {
+            // Done is final: every expected file uploaded and past the pipeline.
+            if let Ok(mut done) = state.ops.done_batches.lock() {
+                done.insert(id);
+            }
             continue;
         }
         rows.push(BatchRow {

@@ -4,7 +4,7 @@
 //! token its forms must carry. Before sign-in, the form's CSRF token is the double of a
 //! short-lived cookie. Sessions live in the process that made them: with several ingest
 //! processes behind one name, the balancer must keep an operator on one (or they sign in
-//! again).
+//! again). A token is never logged, and never stored but as its hash.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,7 +51,7 @@ impl Sessions {
             tenant: caller.tenant.clone(),
             key_id: caller.key_id.clone(),
             csrf: random_hex()?,
-            expires: Instant::now() + self.ttl,
+            expires: Instant::now().checked_add(self.ttl)?,
         };
         let mut all = self.by_hash.lock().ok()?;
         let now = Instant::now();

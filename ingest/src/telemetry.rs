@@ -1,8 +1,9 @@
 //! The HTTP service's metrics, named by Prometheus conventions (`asepsis_` prefix, unit
 //! suffixes) and labelled only from small fixed sets: the route template, the method and the
 //! status, a queue state; never an id. Gauges of what other parts hold (the queue's counts,
-//! the face detector, the key-encryption key) are read when `/metrics` is scraped.
+//! the key-encryption key) are read when `/metrics` is scraped, and by the page's sampler.
 
+use asepsis_queue::QueueStats;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 
 use crate::AppState;
@@ -53,10 +54,11 @@ pub fn register() {
     gauge!("asepsis_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
-/// Read the gauges of what the service depends on.
-pub async fn observe(state: &AppState) {
-    match state.queue.stats().await {
-        Ok(stats) => {
+/// Read the gauges of what the service depends on; the queue's counts, when it answered.
+pub async fn observe(state: &AppState) -> Option<QueueStats> {
+    let stats = state.queue.stats().await.ok();
+    match &stats {
+        Some(stats) => {
             let set = |s: &'static str, n: u64| {
                 gauge!("asepsis_queue_messages", "state" => s).set(n as f64);
             };
@@ -68,15 +70,16 @@ pub async fn observe(state: &AppState) {
             }
             gauge!("asepsis_queue_up").set(1.0);
         }
-        Err(_) => gauge!("asepsis_queue_up").set(0.0),
+        None => gauge!("asepsis_queue_up").set(0.0),
     }
-    let detector = if state.detector.ready().is_ok() {
-        1.0
-    } else {
-        0.0
-    };
-    gauge!("asepsis_face_detector_up").set(detector);
     gauge!("asepsis_kek_version").set(f64::from(state.storage.current_kek().version));
+    stats
+}
+
+/// Whether the face detector is loaded: set once at start by every process (it does not
+/// change while one runs).
+pub fn face_detector_up(up: bool) {
+    gauge!("asepsis_face_detector_up").set(if up { 1.0 } else { 0.0 });
 }
 
 /// An upload of `bytes` was accepted.
