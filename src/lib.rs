@@ -193,10 +193,13 @@ async fn serve(
             state.clone(),
             shutdown.clone().cancelled_owned(),
         ));
-        axum::serve(listener, asepsis_ingest::app(state, timeout))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server")?;
+        serve_http(
+            listener,
+            asepsis_ingest::app(state, timeout),
+            timeout,
+            &shutdown,
+        )
+        .await;
         sampler.await.context("ops sampler")?;
     } else {
         tracing::info!("worker only; no HTTP");
@@ -218,6 +221,55 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serve `app` on `listener` until `shutdown`, then let open requests finish (for at most
+/// `timeout`). A connection whose request headers have not all arrived within `timeout` is
+/// closed (hyper's header-read timeout): a client that never finishes them holds nothing.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still open after the request timeout; stopping anyway");
+    }
 }
 
 /// `/metrics` and `/healthz` alone, for a worker that serves no API.

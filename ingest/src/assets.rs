@@ -100,6 +100,9 @@ async fn usable_consent(
     Ok(consent)
 }
 
+/// Room for the multipart framing and the other fields around the file.
+pub(crate) const MULTIPART_FRAMING: u64 = 1 << 20;
+
 fn too_large(state: &AppState) -> ApiError {
     ApiError::TooLarge(format!(
         "file: larger than the limit of {} bytes",
@@ -389,6 +392,13 @@ pub async fn upload(
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Uploader])?;
+    // A body declared larger than any upload may be is refused before a byte is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_upload_bytes.saturating_add(MULTIPART_FRAMING)) {
+        return Err(too_large(&state));
+    }
     let mut form =
         form.map_err(|e| ApiError::BadRequest(format!("multipart body: {}", e.body_text())))?;
     let (keyed, key) = claim_key(&state, &caller, &headers, "").await?;

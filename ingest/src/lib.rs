@@ -115,9 +115,12 @@ async fn openapi_json() -> Response {
 /// The whole HTTP application.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
     // Multipart framing on top of the file; the file itself is counted as it streams.
-    let upload_limit = usize::try_from(state.max_upload_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1 << 20);
+    let upload_limit = usize::try_from(
+        state
+            .max_upload_bytes
+            .saturating_add(assets::MULTIPART_FRAMING),
+    )
+    .unwrap_or(usize::MAX);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

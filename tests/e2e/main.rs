@@ -5,11 +5,12 @@
 //! earlier ones made). Every process's log is captured and must hold none of the canary
 //! strings planted in metadata values, client file names, consent fields and keys.
 //! `import` (the batch import, with killed importers and a killed server) starts an `asepsis up`
-//! of its own per test. `ops_page` drives the operator's page in Chromium.
+//! of its own per test, and so does `hostile` (raw TCP a client library would tidy). `ops_page` drives the operator's page in Chromium.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod hostile;
 mod import;
 mod ops_page;
 mod publish;
