@@ -128,6 +128,27 @@ pub async fn gps_photo_is_published_clean(c: &Ctx) -> (String, String) {
         headers["content-range"],
         format!("bytes 100-199/{}", media.len())
     );
+    // Hostile ranges: several, overlapping, reversed, malformed or too large for a u64 get the
+    // whole body (RFC 9110 allows ignoring them); past the end is 416 with the length.
+    let len = media.len();
+    for range in [
+        "bytes=0-9,20-29",
+        "bytes=0-50,25-75",
+        "bytes=9-2",
+        "bytes=abc",
+        "items=0-1",
+        "bytes=0-99999999999999999999999",
+    ] {
+        let (status, _, body) = d.media(&gps_photo, Some(range)).await;
+        assert_eq!((status, body.len()), (StatusCode::OK, len), "{range}");
+    }
+    for range in [format!("bytes={len}-"), "bytes=-0".to_owned()] {
+        let (status, headers, _) = d.media(&gps_photo, Some(&range)).await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(headers["content-range"], format!("bytes */{len}"));
+    }
+    let (status, _, tail) = d.media(&gps_photo, Some("bytes=-999999999")).await;
+    assert_eq!((status, tail.len()), (StatusCode::PARTIAL_CONTENT, len));
     if let Some((_, ch, q)) = &listener {
         let mut consumer = ch
             .basic_consume(
