@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bombs;
 mod crash;
 mod hostile;
 mod import;
@@ -69,6 +70,7 @@ async fn whole_service(kind: Kind) {
     withdrawal::withdrawal_unpublishes_at_once(&c, &identifiable, &gps_photo).await;
     refusals::refusals_name_the_problem(&c, &deidentified, &held).await;
     crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
+    bombs::hostile_files_are_refused_or_rejected(&c).await;
     rights::a_subjects_rights_work_end_to_end(&c).await;
     takedowns::a_take_down_runs_its_course(&c).await;
     ops_page::an_operator_replays_a_dead_letter_in_the_browser(&mut c).await;
