@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{DEADLINE, Proc};
+use crate::support::{DEADLINE, Proc, logged_addr};
 
 /// The server's request timeout in this test: what a body that never ends waits for.
 const REQUEST_TIMEOUT_SECS: &str = "2";
@@ -98,9 +98,7 @@ fn hostile_requests_get_a_4xx_or_a_clean_close_and_the_server_stays_up() {
         &["up", "--listen", "127.0.0.1:0", "--data", data_arg],
         &[timeout],
     );
-    let line = server.wait_for_line("listening addr=");
-    let addr = line.split("addr=").nth(1).unwrap();
-    let addr = addr.split_whitespace().next().unwrap().to_owned();
+    let addr = logged_addr(&server.wait_for_line("listening addr="));
     let uploader = key(data.path(), "uploader");
     let consent = uuid::Uuid::new_v4().to_string();
     let jpeg = std::fs::read(concat!(

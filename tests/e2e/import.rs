@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::Proc;
+use crate::support::{Proc, logged_addr};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const FORMATS: &[&str] = &["jpeg", "png", "webp", "tiff", "heic", "avif"];
@@ -26,9 +26,7 @@ fn start_up(data: &Path, addr: &str) -> Server {
         &["up", "--listen", addr, "--data", data.to_str().unwrap()],
         &[timeout],
     );
-    let line = proc.wait_for_line("listening addr=");
-    let addr = line.split("addr=").nth(1).unwrap();
-    let addr = addr.split_whitespace().next().unwrap().to_owned();
+    let addr = logged_addr(&proc.wait_for_line("listening addr="));
     Server { proc, addr }
 }
 

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::support::{DEADLINE, POLL, jpeg_with_comment};
+use crate::support::{DEADLINE, POLL, jpeg_with_comment, logged_addr};
 
 /// ChromeDriver on a free loopback port, killed on drop.
 struct Driver {
@@ -269,14 +269,7 @@ pub async fn an_operator_replays_a_dead_letter_in_the_browser(c: &mut Ctx) {
             .find(|l| l.contains("metrics listening"))
             .cloned()
             .unwrap();
-        let addr = line
-            .split("addr=")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        let url = format!("http://{addr}/metrics");
+        let url = format!("http://{}/metrics", logged_addr(&line));
         let count = |text: &str, series: &str| -> f64 {
             let line = text.lines().find(|l| l.starts_with(series));
             let value = line.and_then(|l| l.rsplit(' ').next());

@@ -105,6 +105,12 @@ impl Drop for Proc {
     }
 }
 
+/// The `addr=` a log line names (`listening addr=127.0.0.1:PORT`).
+pub fn logged_addr(line: &str) -> String {
+    let after = line.split("addr=").nth(1).unwrap();
+    after.split_whitespace().next().unwrap().to_owned()
+}
+
 /// Which deployment a test runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -240,14 +246,7 @@ impl Deployment {
 
     pub fn address(http: &Proc) -> String {
         let line = http.wait_for_line("listening addr=");
-        let addr = line
-            .split("addr=")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        format!("http://{addr}")
+        format!("http://{}", logged_addr(&line))
     }
 
     /// Send a signal to the process that runs the worker.
