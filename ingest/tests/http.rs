@@ -1240,3 +1240,32 @@ async fn disabling_a_key_ends_its_ops_sessions_at_once() {
     let (status, _, html) = browse(app, "GET", "/ops", &cookie, "").await;
     assert!(status == StatusCode::OK && html.contains("/ops/sign-in"));
 }
+
+#[tokio::test]
+async fn the_page_lists_the_oldest_200_dead_letters_and_counts_the_rest() {
+    use asepsis_common::apikey::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let app = app(state.clone(), Duration::from_secs(5));
+    let mut ids = Vec::new();
+    for _ in 0..205 {
+        ids.push(state.queue.publish(b"not a job").await.unwrap());
+    }
+    let mut consumer = state.queue.consumer(16).await.unwrap();
+    for _ in 0..205 {
+        let delivery = consumer.next().await.unwrap();
+        delivery.dead_letter("malformed: test").await.unwrap();
+    }
+    let (_, cookie) = sign_in(&app, &key(&state, Role::Operator).await).await;
+    let (cookie, _) = cookie.unwrap();
+    let (status, _, html) = browse(app, "GET", "/ops/panel", &cookie, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<tr data-job=").count(), 200);
+    assert!(
+        html.contains(&format!("data-job=\"{}\"", ids[0])),
+        "oldest first"
+    );
+    assert!(!html.contains(&ids[204]));
+    assert!(html.contains("and 5 more"), "{html}");
+    assert!(html.contains(r#"<span class="count">205</span>"#));
+}

@@ -34,6 +34,8 @@ const REFRESH_SECS: u64 = 5;
 const BATCHES_FRESH_MS: u64 = 15_000;
 /// Batches created this long ago or later are shown while not done.
 const BATCHES_SINCE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// At most this many dead letters are listed on the page (the API and `ctl` list all).
+const DEAD_LETTERS_SHOWN: usize = 200;
 /// At most this many batches are tallied for the page.
 const BATCHES_SHOWN: usize = 10;
 
@@ -405,7 +407,10 @@ struct Overview {
     latency: Vec<LatencyRow>,
     held: Vec<(String, u64)>,
     rejected: Vec<(String, u64)>,
+    /// The oldest [`DEAD_LETTERS_SHOWN`].
     dead_letters: Vec<DeadLetterRow>,
+    /// How many more there are.
+    dead_letters_more: usize,
     dead_letters_error: bool,
     batches: Vec<BatchRow>,
     /// Why the face detector is unavailable; `None` when it is loaded.
@@ -652,8 +657,10 @@ async fn overview(state: &AppState, session: &Session) -> Overview {
             .collect(),
         held: counted("held"),
         rejected: counted("rejected"),
+        dead_letters_more: dead_letters.len().saturating_sub(DEAD_LETTERS_SHOWN),
         dead_letters: dead_letters
             .into_iter()
+            .take(DEAD_LETTERS_SHOWN)
             .map(|letter| DeadLetterRow {
                 when: when(letter.dead_at_ms),
                 letter,
