@@ -118,13 +118,7 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
 impl KeyRecord {
     /// Does `secret` belong to this record? Compares the hashes in constant time.
     pub fn matches(&self, secret: &str) -> bool {
-        let presented = sha256_hex(secret);
-        presented.len() == self.secret_sha256.len()
-            && presented
-                .bytes()
-                .zip(self.secret_sha256.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        crate::same_secret(&sha256_hex(secret), &self.secret_sha256)
     }
 }
 

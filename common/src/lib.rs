@@ -39,3 +39,23 @@ pub mod takedown;
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
+
+/// Whether two secrets (hashed keys, tokens) are equal, in time that does not depend on where
+/// they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::same_secret("abc", "abc"));
+        assert!(!super::same_secret("abc", "abd"));
+        assert!(!super::same_secret("abc", "ab"));
+    }
+}

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::support::{DEADLINE, POLL, jpeg_with_comment, logged_addr};
+use crate::support::{DEADLINE, eventually, jpeg_with_comment, logged_addr};
 
 /// ChromeDriver on a free loopback port, killed on drop.
 struct Driver {
@@ -87,20 +87,14 @@ async fn text(b: &Client, css: &str) -> String {
 
 /// Poll the dead letters until `done` says they are as wanted.
 async fn dead_letters_until(c: &Ctx, key: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let poll = async {
-        loop {
-            let (status, body) = c.d.get_json(key, "/v1/ops/dead-letters").await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            let letters = body.as_array().unwrap().clone();
-            if done(&letters) {
-                return letters;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    };
-    tokio::time::timeout(DEADLINE, poll)
-        .await
-        .expect("the dead letters to be as the test wants")
+    let (d, done) = (&c.d, &done);
+    eventually("the dead letters the test wants", || async move {
+        let (status, body) = d.get_json(key, "/v1/ops/dead-letters").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let letters = body.as_array().unwrap().clone();
+        done(&letters).then_some(letters)
+    })
+    .await
 }
 
 pub async fn an_operator_replays_a_dead_letter_in_the_browser(c: &mut Ctx) {
@@ -278,24 +272,13 @@ pub async fn an_operator_replays_a_dead_letter_in_the_browser(c: &mut Ctx) {
                 .parse()
                 .unwrap()
         };
-        let handled = async {
-            loop {
-                let text =
-                    c.d.client
-                        .get(&url)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap();
-                if count(&text, "asepsis_jobs_total{outcome=\"done\"}") >= 1.0 {
-                    return text;
-                }
-                tokio::time::sleep(POLL).await;
-            }
-        };
-        let text = tokio::time::timeout(DEADLINE, handled).await.unwrap();
+        let (client, url, count) = (&c.d.client, &url, &count);
+        let text = eventually("the replayed job handled", || async move {
+            let res = client.get(url).send().await.unwrap();
+            let text = res.text().await.unwrap();
+            (count(&text, "asepsis_jobs_total{outcome=\"done\"}") >= 1.0).then_some(text)
+        })
+        .await;
         assert_eq!(
             count(&text, "asepsis_jobs_total{outcome=\"malformed\"}"),
             1.0
@@ -304,18 +287,14 @@ pub async fn an_operator_replays_a_dead_letter_in_the_browser(c: &mut Ctx) {
     }
     // The replayed job is handled for good: once the queue is empty, it is not back among
     // the dead letters.
-    let drained = async {
-        loop {
-            let (_, q) = c.d.get_json(&operator, "/v1/ops/queues").await;
-            let busy = ["ready", "retrying", "in_flight"]
-                .iter()
-                .any(|k| q[k].as_u64().unwrap_or(0) > 0);
-            if !busy {
-                return q;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    };
-    let q = tokio::time::timeout(DEADLINE, drained).await.unwrap();
+    let (d, operator) = (&c.d, &operator);
+    let q = eventually("the queue to drain", || async move {
+        let (_, q) = d.get_json(operator, "/v1/ops/queues").await;
+        let busy = ["ready", "retrying", "in_flight"]
+            .iter()
+            .any(|k| q[k].as_u64().unwrap_or(0) > 0);
+        (!busy).then_some(q)
+    })
+    .await;
     assert_eq!(q["dead"].as_u64(), Some(before as u64 + 1), "{q}");
 }

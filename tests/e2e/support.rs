@@ -1,6 +1,7 @@
 //! What every end-to-end flow uses: the real binary's processes with their captured logs, a
 //! deployment (embedded, or ingest + worker on RabbitMQ and S3) and a client for its API.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,6 +104,25 @@ impl Drop for Proc {
         }
         self.kill();
     }
+}
+
+/// Poll `check` every [`POLL`] until it gives a value; fail, naming `what`, after
+/// [`DEADLINE`].
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let poll = async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, poll)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {DEADLINE:?}"))
 }
 
 /// The `addr=` a log line names (`listening addr=127.0.0.1:PORT`).
@@ -392,20 +412,17 @@ impl Deployment {
     /// Poll the asset's status until the pipeline is done with it (published, held or
     /// rejected); fail after [`DEADLINE`].
     pub async fn settled(&self, key: &str, id: &str) -> Value {
-        let poll = async {
-            loop {
-                let (status, body) = self.get_json(key, &format!("/v1/assets/{id}")).await;
-                assert_eq!(status, StatusCode::OK, "{body}");
-                if ["published", "held", "rejected"].contains(&body["state"].as_str().unwrap_or(""))
-                {
-                    return body;
-                }
-                tokio::time::sleep(POLL).await;
-            }
-        };
-        tokio::time::timeout(DEADLINE, poll)
-            .await
-            .unwrap_or_else(|_| panic!("asset {id} did not settle"))
+        let path = format!("/v1/assets/{id}");
+        let path = &path;
+        eventually(&format!("asset {id} to settle"), || async move {
+            let (status, body) = self.get_json(key, path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let state = body["state"].as_str().unwrap_or("");
+            ["published", "held", "rejected"]
+                .contains(&state)
+                .then_some(body)
+        })
+        .await
     }
 
     /// Record a consent of `scope` with canaries in its fields; its id.

@@ -238,7 +238,8 @@ pub async fn sign_in(
     Form(form): Form<SignIn>,
 ) -> Response {
     let doubled = session::cookie(&headers, SIGN_IN_COOKIE);
-    let csrf_ok = matches!((&form.csrf, &doubled), (Some(a), Some(b)) if session::same(a, b));
+    let csrf_ok =
+        matches!((&form.csrf, &doubled), (Some(a), Some(b)) if asepsis_common::same_secret(a, b));
     if !csrf_ok {
         return forbidden("The sign-in form expired or did not come from this page: reload it.");
     }
@@ -329,7 +330,7 @@ async fn form_session(
 ) -> Result<Session, Refused> {
     let session = live_session(state, headers).await?;
     match &form.csrf {
-        Some(token) if session::same(token, &session.csrf) => Ok(session),
+        Some(token) if asepsis_common::same_secret(token, &session.csrf) => Ok(session),
         _ => Err(Refused::NoToken),
     }
 }
@@ -533,49 +534,9 @@ const ACCEPTED: Labels = &[
     ("status", "202"),
 ];
 
-/// The stages as the page lists them, with the histogram and labels of each.
-const LATENCIES: &[(&str, &str, Labels)] = &[
-    (
-        "upload accepted (202)",
-        "asepsis_http_request_duration_seconds",
-        ACCEPTED,
-    ),
-    ("upload → settled", "asepsis_upload_to_settled_seconds", &[]),
-    (
-        "decrypt",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "decrypt")],
-    ),
-    (
-        "strip",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "strip")],
-    ),
-    (
-        "verify",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "verify")],
-    ),
-    (
-        "scan",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "scan")],
-    ),
-    (
-        "redact",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "redact")],
-    ),
-    (
-        "encrypt",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "encrypt")],
-    ),
-    (
-        "publish",
-        "asepsis_stage_duration_seconds",
-        &[("stage", "publish")],
-    ),
+/// The pipeline's stages, as the worker labels `asepsis_stage_duration_seconds`.
+const STAGES: [&str; 7] = [
+    "decrypt", "strip", "verify", "scan", "redact", "encrypt", "publish",
 ];
 
 /// A sample now: the queue's counts and this process's metrics, its gauges read first.
@@ -649,12 +610,23 @@ async fn overview(state: &AppState, session: &Session) -> Overview {
             .into_iter()
             .map(|o| (o.to_owned(), per_sec(rate(settled, &[("outcome", o)]))))
             .collect(),
-        latency: LATENCIES
-            .iter()
-            .map(|(name, metric, want)| {
+        latency: {
+            let row = |name, metric, want: &[(&str, &str)]| {
                 LatencyRow::new(name, pulse::percentiles(start.as_ref(), &now, metric, want))
-            })
-            .collect(),
+            };
+            let stage = "asepsis_stage_duration_seconds";
+            [
+                row(
+                    "upload accepted (202)",
+                    "asepsis_http_request_duration_seconds",
+                    ACCEPTED,
+                ),
+                row("upload → settled", "asepsis_upload_to_settled_seconds", &[]),
+            ]
+            .into_iter()
+            .chain(STAGES.map(|name| row(name, stage, &[("stage", name)])))
+            .collect()
+        },
         held: counted("held"),
         rejected: counted("rejected"),
         dead_letters_more: dead_letters.len().saturating_sub(DEAD_LETTERS_SHOWN),
