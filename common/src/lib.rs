@@ -1,7 +1,7 @@
 //! asepsis-common: the pure core of Asepsis.
 //!
 //! It takes bytes and typed values and returns typed results: stripping and verifying media
-//! (`media`), face detection and redaction over decoded pixels with the model's bytes passed
+//! (`media`), DICOM de-identification (`dicom`), face detection and redaction over decoded pixels with the model's bytes passed
 //! in (`faces`), the one asset pipeline that chains them (`pipeline`), the envelope's segment
 //! sealing (`envelope`) and key wrapping (`keys`), typed provenance events (`provenance`), the
 //! signed audit log's entries (`audit`), batches and the import manifest (`batch`,
@@ -19,6 +19,7 @@ pub mod apikey;
 pub mod audit;
 pub mod batch;
 pub mod consent;
+pub mod dicom;
 pub mod envelope;
 pub mod faces;
 pub mod job;

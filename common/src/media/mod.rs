@@ -93,7 +93,7 @@ impl Format {
 pub fn sniff(bytes: &[u8]) -> Option<Format> {
     let at = |offset: usize, magic: &[u8]| bytes.get(offset..offset + magic.len()) == Some(magic);
     // DICOM first: its 128-byte preamble may itself look like a TIFF header.
-    if at(128, b"DICM") {
+    if at(128, b"DICM") || bare_dicom(bytes) {
         Some(Format::Dicom)
     } else if at(0, &[0xFF, 0xD8, 0xFF]) {
         Some(Format::Jpeg)
@@ -115,6 +115,18 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     } else {
         None
     }
+}
+
+/// A DICOM data set without the Part 10 preamble: it starts with an element of group 0002
+/// (file meta) or 0008, explicit (a VR follows the tag) or implicit (a short length does).
+fn bare_dicom(bytes: &[u8]) -> bool {
+    let group = matches!(bytes.get(0..2), Some([0x02 | 0x08, 0x00]));
+    let element_low = bytes.get(3) == Some(&0);
+    let explicit = bytes
+        .get(4..6)
+        .is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
+    let implicit = read_u32(bytes, 4, false).is_some_and(|len| len < 1024);
+    group && element_low && (explicit || implicit)
 }
 
 /// How many leading bytes [`sniff`] needs.
@@ -179,7 +191,7 @@ pub struct Stripped {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StripError {
-    #[error("unknown format: not a JPEG, PNG, WebP, TIFF, HEIF or AVIF file")]
+    #[error("unknown format: not a JPEG, PNG, WebP, TIFF, HEIF, AVIF or DICOM file")]
     UnknownFormat,
     #[error("{0} files are not accepted yet")]
     Unsupported(&'static str),
@@ -361,6 +373,11 @@ mod tests {
         assert_eq!(sniff(b"II*\0\x08\0\0\0"), Some(Format::Tiff));
         assert_eq!(sniff(b"\0\0\0\x18ftypheic"), Some(Format::Heif));
         assert_eq!(sniff(b"\0\0\0\x18ftypavif"), Some(Format::Avif));
+        assert_eq!(
+            sniff(b"\x08\0\x05\0CS\x0a\0ISO_IR 100"),
+            Some(Format::Dicom)
+        );
+        assert_eq!(sniff(b"\x08\0\x16\0\x1a\0\0\0"), Some(Format::Dicom));
         assert_eq!(sniff(b"GIF89a"), None);
         assert_eq!(sniff(b""), None);
         assert!(matches!(
