@@ -143,6 +143,7 @@ async fn serve(
             cpu: Arc::new(tokio::sync::Semaphore::new(settings.worker.cpu_permits())),
             blocklist: blocklist.clone(),
             match_distance: settings.takedown.match_distance,
+            dicom_uid_secret: keys.dicom_uid_secret,
         });
         let config = RunnerConfig {
             concurrency: settings.worker.concurrency,
@@ -336,19 +337,24 @@ pub async fn open_queue(
 }
 
 /// The embedded key files, created together (mode 0600) on first use: `DATA/keys/keyring.json`
-/// (the KEKs) and `DATA/keys/signing.pk8` (this service's Ed25519 provenance key).
+/// (the KEKs), `DATA/keys/signing.pk8` (this service's Ed25519 provenance key) and
+/// `DATA/keys/dicom-uid.key` (the secret of the tenants' DICOM UID keys).
 pub struct Keys {
     pub keyring: Arc<LocalKeyring>,
     pub signer: Signer,
+    pub dicom_uid_secret: [u8; 32],
 }
 
 fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
     let dir = settings.keys_dir();
     let keyring = LocalKeyring::open_or_create(&dir.join("keyring.json")).context("keyring")?;
     let signer = signing_key::load_or_create(&dir.join("signing.pk8")).context("signing key")?;
+    let dicom_uid_secret = signing_key::load_or_create_secret(&dir.join("dicom-uid.key"))
+        .context("DICOM UID secret")?;
     Ok(Keys {
         keyring: Arc::new(keyring),
         signer,
+        dicom_uid_secret,
     })
 }
 

@@ -154,8 +154,36 @@ fn exiftool_finds_nothing_outside_the_allowed_set_in_any_output() {
         "{removed:?}"
     );
 
+    // DICOM outputs are judged by pydicom (common/tests/dicom_corpus.rs); here, the report.
+    let dicom = |status: &str| {
+        files
+            .iter()
+            .filter(|f| f["format"] == "dicom" && f["status"] == status)
+            .count()
+    };
+    // Two are Secondary Capture images (text-prone, no Burned In Annotation): to review.
+    assert_eq!((dicom("clean"), dicom("review")), (4, 2));
+    let capture = files
+        .iter()
+        .find(|f| f["file"] == "dicom/pydicom-SC_rgb_jpeg_dcmtk.dcm")
+        .unwrap();
+    assert_eq!(capture["status"], "review", "{capture}");
+    assert!(
+        capture["dicom"]["remapped"].as_array().unwrap().len() >= 2,
+        "{capture}"
+    );
+    let truncated = files
+        .iter()
+        .find(|f| f["file"] == "malformed/pydicom-MR_truncated.dcm")
+        .unwrap();
+    assert_eq!(truncated["status"], "rejected", "{truncated}");
+    let clean: Vec<&serde_json::Value> = clean
+        .into_iter()
+        .filter(|f| f["format"] != "dicom")
+        .collect();
+
     let exiftool = Command::new("exiftool")
-        .args(["-j", "-a", "-G1", "-s", "-r"])
+        .args(["-j", "-a", "-G1", "-s", "-r", "--ext", "dcm"])
         .arg(&dest)
         .output()
         .expect("exiftool must be installed (scripts/test installs libimage-exiftool-perl)");

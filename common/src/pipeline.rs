@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use crate::consent::Scope;
+use crate::dicom::{self, BurnedIn, DeidReport, UidKey};
 use crate::faces::{Detector, Scan, Verdict};
-use crate::media::{Format, Limits, StripError, Stripped, strip};
+use crate::media::{Format, Limits, Report, StripError, Stripped, sniff, strip};
 use crate::pdq::{self, Pdq};
 use crate::policy::{Decision, decide};
 use crate::sha256_hex;
@@ -28,7 +29,10 @@ pub enum Processed {
 #[derive(Debug)]
 pub struct Decided {
     /// The original with its metadata removed (verified): the derivative unless redacted.
+    /// For DICOM, the de-identified file.
     pub stripped: Stripped,
+    /// What DICOM de-identification did, for a DICOM original.
+    pub deidentified: Option<DeidReport>,
     pub stripped_sha256: String,
     /// The face scan of the original.
     pub scan: Scan,
@@ -79,13 +83,18 @@ pub struct Redacted {
     pub sha256: String,
 }
 
-/// Run the pipeline over `original`, uploaded under a consent of `scope`.
+/// Run the pipeline over `original`, uploaded under a consent of `scope`; a DICOM file's UIDs
+/// are remapped under its tenant's `uids`.
 pub fn process(
     original: &[u8],
     scope: Scope,
     limits: &Limits,
     detector: &dyn Detector,
+    uids: &UidKey,
 ) -> Processed {
+    if sniff(original) == Some(Format::Dicom) {
+        return process_dicom(original, scope, limits, detector, uids);
+    }
     let started = Instant::now();
     let stripped = match strip(original, limits) {
         Ok(stripped) => stripped,
@@ -126,10 +135,80 @@ pub fn process(
     Processed::Decided(Box::new(Decided {
         stripped_sha256: sha256_hex(&stripped.bytes),
         stripped,
+        deidentified: None,
         scan,
         pdq,
         block_queries,
         redaction,
+        decision,
+        reason,
+        timings,
+    }))
+}
+
+/// De-identify a DICOM file, scan its preview for faces, and decide. Its pixels are never
+/// changed, so faces are not redacted (held instead), and burned-in text that is not ruled
+/// out holds it for review.
+fn process_dicom(
+    original: &[u8],
+    scope: Scope,
+    limits: &Limits,
+    detector: &dyn Detector,
+    uids: &UidKey,
+) -> Processed {
+    let started = Instant::now();
+    let done = match dicom::deidentify(original, uids, limits) {
+        Ok(done) => done,
+        Err(e) => return Processed::Rejected(e),
+    };
+    let mut timings = Timings {
+        verify: done.verify_time,
+        strip: started.elapsed().saturating_sub(done.verify_time),
+        ..Timings::default()
+    };
+    let scanning = Instant::now();
+    let (scan, pdq) = match &done.preview {
+        Ok(image) => (detector.scan_decoded(image), Some(pdq::hash(image))),
+        Err(why) => (Scan::not_scanned(why.clone()), None),
+    };
+    timings.scan = scanning.elapsed();
+    let (decision, why) = decide(scope, scan.verdict, false);
+    let (decision, reason) = match (&done.report.burned_in, decision) {
+        (_, Decision::Internal) => (decision, why),
+        (BurnedIn::Declared, _) => (
+            Decision::Hold,
+            format!("{why}; Burned In Annotation is YES: held for review of text in the pixels"),
+        ),
+        (BurnedIn::Likely(text), _) => (
+            Decision::Hold,
+            format!("{why}; {text}: held for review of text in the pixels"),
+        ),
+        (BurnedIn::RuledOut, Decision::Redact) => (
+            Decision::Hold,
+            format!("{why}; DICOM pixels are never altered, so the face is not redacted: held"),
+        ),
+        (BurnedIn::RuledOut, _) => (decision, why),
+    };
+    let report = Report {
+        format: Format::Dicom,
+        removed: done.report.names(),
+        bytes_in: original.len() as u64,
+        bytes_out: done.bytes.len() as u64,
+        gps_in_original: false,
+        orientation: None,
+    };
+    Processed::Decided(Box::new(Decided {
+        stripped_sha256: sha256_hex(&done.bytes),
+        stripped: Stripped {
+            bytes: done.bytes,
+            report,
+            verify_time: done.verify_time,
+        },
+        deidentified: Some(done.report),
+        block_queries: pdq.into_iter().collect(),
+        scan,
+        pdq,
+        redaction: None,
         decision,
         reason,
         timings,
@@ -193,6 +272,10 @@ mod tests {
         out.into_inner()
     }
 
+    fn key() -> UidKey {
+        UidKey::for_tenant(&[0; 32], "t")
+    }
+
     #[test]
     fn a_file_that_does_not_strip_is_rejected_with_the_reason() {
         let detector = Unavailable("no model".into());
@@ -201,6 +284,7 @@ mod tests {
             Scope::Identifiable,
             &Limits::default(),
             &detector,
+            &key(),
         ) {
             Processed::Rejected(e) => assert_eq!(e, StripError::UnknownFormat),
             other => panic!("{other:?}"),
@@ -216,7 +300,7 @@ mod tests {
             (Scope::Deidentified, Decision::Hold),
             (Scope::Internal, Decision::Internal),
         ] {
-            let Processed::Decided(d) = process(&png(), scope, &limits, &detector) else {
+            let Processed::Decided(d) = process(&png(), scope, &limits, &detector, &key()) else {
                 panic!("{scope:?}: the PNG strips clean");
             };
             assert_eq!(d.decision, want, "{scope:?}");

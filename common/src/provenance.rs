@@ -48,6 +48,18 @@ pub enum EventKind {
         sha256: String,
         gps_in_original: bool,
     },
+    /// A DICOM file de-identified by the Basic Profile: the attributes acted on, by tag and
+    /// name (never a value), the private elements removed, and whether burned-in text was
+    /// ruled out.
+    Deidentified {
+        profile: String,
+        removed: Vec<String>,
+        emptied: Vec<String>,
+        replaced: Vec<String>,
+        remapped: Vec<String>,
+        private_removed: u32,
+        burned_in: crate::dicom::BurnedIn,
+    },
     Scanned {
         verdict: Verdict,
         faces: u32,
@@ -124,6 +136,7 @@ pub enum EventKind {
 pub enum EventName {
     Received,
     Stripped,
+    Deidentified,
     Scanned,
     Redacted,
     Verdict,
@@ -148,6 +161,7 @@ impl EventName {
         match self {
             EventName::Received => "received",
             EventName::Stripped => "stripped",
+            EventName::Deidentified => "deidentified",
             EventName::Scanned => "scanned",
             EventName::Redacted => "redacted",
             EventName::Verdict => "verdict",
@@ -173,6 +187,7 @@ impl EventKind {
         match self {
             EventKind::Received { .. } => EventName::Received,
             EventKind::Stripped { .. } => EventName::Stripped,
+            EventKind::Deidentified { .. } => EventName::Deidentified,
             EventKind::Scanned { .. } => EventName::Scanned,
             EventKind::Redacted { .. } => EventName::Redacted,
             EventKind::Verdict { .. } => EventName::Verdict,
@@ -472,6 +487,7 @@ pub fn fold(events: &[SignedEvent]) -> Option<AssetState> {
             EventKind::CounterNoticed { .. } => continue,
             EventKind::Received { .. } => S::Received,
             EventKind::Stripped { .. }
+            | EventKind::Deidentified { .. }
             | EventKind::Scanned { .. }
             | EventKind::Redacted { .. }
             | EventKind::Encrypted { .. } => S::Processing,

@@ -157,16 +157,10 @@ async fn store_file(
         }
     }
     let format = match sniff(&head) {
-        Some(Format::Dicom) => {
-            return Err(ApiError::Unsupported(
-                "file: DICOM is not accepted yet; send JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF"
-                    .into(),
-            ));
-        }
         Some(format) => format,
         None => {
             return Err(ApiError::Unsupported(
-                "file: not a supported image (JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF); \
+                "file: not a supported image (JPEG, PNG, WebP, TIFF, HEIF/HEIC, AVIF or DICOM); \
                  the format is read from the file's bytes, not its name"
                     .into(),
             ));

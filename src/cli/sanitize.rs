@@ -1,4 +1,5 @@
-//! `asepsis sanitize`: strip and verify files offline, in parallel, into an output directory.
+//! `asepsis sanitize`: strip and verify files offline, in parallel, into an output directory;
+//! DICOM files are de-identified (PS3.15 Basic Profile) under a UID key, as the worker does.
 //!
 //! Outputs keep their names relative to the input directory given (a file given alone keeps
 //! its file name); a name that would leave OUTDIR, a symbolic link, or a second input with the
@@ -9,7 +10,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use asepsis_common::media::{Limits, Report, strip};
+use asepsis_common::dicom::{self, BurnedIn, DeidReport, UidKey};
+use asepsis_common::media::{Format, Limits, Report, sniff, strip};
 use asepsis_config::Settings;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -25,13 +27,39 @@ pub struct Args {
     /// Write a JSON report (one entry per file) here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// DICOM UIDs are remapped under this 32-byte secret (the server's is
+    /// DATA/keys/dicom-uid.key); without it, under a random one for this run only.
+    #[arg(long, value_name = "FILE")]
+    uid_secret: Option<PathBuf>,
+    /// The tenant whose UID key remaps DICOM UIDs (with --uid-secret, as the server would).
+    #[arg(long, default_value = "sanitize")]
+    tenant: String,
 }
 
 /// Exit 0 only when every file came out clean.
 pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
     let limits = settings.strip;
+    let secret = match &args.uid_secret {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte secret", path.display()))?,
+        None => {
+            let mut secret = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                .map_err(|_| anyhow::anyhow!("random number generator failed"))?;
+            secret
+        }
+    };
+    let key = UidKey::for_tenant(&secret, &args.tenant);
     let clean = tokio::task::spawn_blocking(move || {
-        sanitize(&args.inputs, &args.out, args.report.as_deref(), &limits)
+        sanitize(
+            &args.inputs,
+            &args.out,
+            args.report.as_deref(),
+            &limits,
+            &key,
+        )
     })
     .await??;
     Ok(if clean {
@@ -51,6 +79,9 @@ pub struct FileReport {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub gps_in_original: bool,
+    /// What DICOM de-identification did (attributes by tag and name, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DeidReport>,
 }
 
 impl FileReport {
@@ -64,6 +95,7 @@ impl FileReport {
             bytes_in,
             bytes_out: 0,
             gps_in_original: false,
+            dicom: None,
         }
     }
 
@@ -77,6 +109,27 @@ impl FileReport {
             bytes_in: report.bytes_in,
             bytes_out: report.bytes_out,
             gps_in_original: report.gps_in_original,
+            dicom: None,
+        }
+    }
+
+    /// A de-identified DICOM file: clean, or to review when burned-in text is not ruled out.
+    fn deidentified(file: &Path, bytes_in: u64, bytes_out: u64, report: DeidReport) -> Self {
+        let (status, reason) = match &report.burned_in {
+            BurnedIn::RuledOut => ("clean", None),
+            BurnedIn::Declared => ("review", Some("Burned In Annotation is YES".to_owned())),
+            BurnedIn::Likely(why) => ("review", Some(why.clone())),
+        };
+        Self {
+            file: file.display().to_string(),
+            format: Some(Format::Dicom.name()),
+            status,
+            reason,
+            removed: report.names(),
+            bytes_in,
+            bytes_out,
+            gps_in_original: false,
+            dicom: Some(report),
         }
     }
 }
@@ -135,7 +188,13 @@ fn stays_inside(rel: &Path) -> bool {
     rel.components().count() > 0 && rel.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-fn sanitize_one(source: &Path, rel: &Path, out_dir: &Path, limits: &Limits) -> FileReport {
+fn sanitize_one(
+    source: &Path,
+    rel: &Path,
+    out_dir: &Path,
+    limits: &Limits,
+    key: &UidKey,
+) -> FileReport {
     let size = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0);
     if !stays_inside(rel) {
         return FileReport::rejected(rel, size, "output name would escape OUTDIR".into());
@@ -151,8 +210,16 @@ fn sanitize_one(source: &Path, rel: &Path, out_dir: &Path, limits: &Limits) -> F
         Ok(bytes) => bytes,
         Err(e) => return FileReport::rejected(rel, size, format!("cannot read: {e}")),
     };
-    let stripped = match strip(&bytes, limits) {
-        Ok(stripped) => stripped,
+    let done = if sniff(&bytes) == Some(Format::Dicom) {
+        dicom::deidentify(&bytes, key, limits).map(|d| {
+            let out = d.bytes.len() as u64;
+            (d.bytes, FileReport::deidentified(rel, size, out, d.report))
+        })
+    } else {
+        strip(&bytes, limits).map(|s| (s.bytes, FileReport::clean(rel, s.report)))
+    };
+    let (clean, report) = match done {
+        Ok(done) => done,
         Err(e) => return FileReport::rejected(rel, size, e.to_string()),
     };
     let target = out_dir.join(rel);
@@ -161,11 +228,11 @@ fn sanitize_one(source: &Path, rel: &Path, out_dir: &Path, limits: &Limits) -> F
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| {
             let tmp = target.with_extension("asepsis-tmp");
-            std::fs::write(&tmp, &stripped.bytes)?;
+            std::fs::write(&tmp, &clean)?;
             std::fs::rename(&tmp, &target)
         });
     match written {
-        Ok(()) => FileReport::clean(rel, stripped.report),
+        Ok(()) => report,
         Err(e) => FileReport::rejected(rel, size, format!("cannot write output: {e}")),
     }
 }
@@ -176,6 +243,7 @@ fn sanitize(
     out_dir: &Path,
     report: Option<&Path>,
     limits: &Limits,
+    key: &UidKey,
 ) -> anyhow::Result<bool> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -199,7 +267,7 @@ fn sanitize(
     let done: Vec<FileReport> = unique
         .par_iter()
         .map(|(source, rel)| {
-            let r = sanitize_one(source, rel, out_dir, limits);
+            let r = sanitize_one(source, rel, out_dir, limits, key);
             bar.inc(1);
             r
         })
@@ -208,12 +276,15 @@ fn sanitize(
     reports.extend(done);
     let rejected: Vec<&FileReport> = reports.iter().filter(|r| r.status != "clean").collect();
     for r in &rejected {
-        eprintln!("rejected {}: {}", r.file, r.reason.as_deref().unwrap_or(""));
+        let why = r.reason.as_deref().unwrap_or("");
+        eprintln!("{} {}: {why}", r.status, r.file);
     }
+    let review = rejected.iter().filter(|r| r.status == "review").count();
     eprintln!(
-        "{} clean, {} rejected",
+        "{} clean, {} to review (written; burned-in text not ruled out), {} rejected",
         reports.len() - rejected.len(),
-        rejected.len()
+        review,
+        rejected.len() - review
     );
     let all_clean = rejected.is_empty();
     if let Some(path) = report {

@@ -1,5 +1,7 @@
-//! This service's Ed25519 signing key as a file: `DATA/keys/signing.pk8` (PKCS#8, mode 0600),
-//! created on first start. Never logs the key.
+//! This service's key files beside the keyring, each created once on first start (mode 0600):
+//! the Ed25519 signing key `DATA/keys/signing.pk8` (PKCS#8) and the DICOM UID secret
+//! `DATA/keys/dicom-uid.key` (32 random bytes, from which each tenant's UID key is derived).
+//! Never logs a key.
 
 use std::path::Path;
 
@@ -40,6 +42,36 @@ pub fn load_or_create(path: &Path) -> Result<Signer, SigningKeyError> {
         Err(e) => return Err(err(e.to_string())),
     };
     Signer::from_pkcs8(&pkcs8).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
+}
+
+/// Load the 32-byte DICOM UID secret at `path`, creating it if missing. Replacing it remaps
+/// every UID differently from then on: files de-identified before and after no longer refer
+/// to each other.
+///
+/// # Errors
+/// [`SigningKeyError::Key`] when it cannot be read or created, or is not 32 bytes.
+pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], SigningKeyError> {
+    let err = |problem: String| SigningKeyError::Key {
+        path: path.display().to_string(),
+        problem,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut secret)
+                .map_err(|_| err("random number generator failed".into()))?;
+            match create_once(path, &secret) {
+                Ok(true) => secret.to_vec(),
+                Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string()))?,
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    bytes
+        .try_into()
+        .map_err(|_| err("not a 32-byte secret".into()))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 mod bombs;
 mod crash;
+mod dicom;
 mod hostile;
 mod import;
 mod ops_page;
@@ -71,6 +72,7 @@ async fn whole_service(kind: Kind) {
     refusals::refusals_name_the_problem(&c, &deidentified, &held).await;
     crash::bad_files_and_a_killed_worker_lose_nothing(&mut c).await;
     bombs::hostile_files_are_refused_or_rejected(&c).await;
+    dicom::scans_are_deidentified_by_the_basic_profile(&c).await;
     rights::a_subjects_rights_work_end_to_end(&c).await;
     takedowns::a_take_down_runs_its_course(&c).await;
     ops_page::an_operator_replays_a_dead_letter_in_the_browser(&mut c).await;

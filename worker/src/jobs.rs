@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asepsis_common::consent::{Consent, Scope};
+use asepsis_common::dicom::UidKey;
 use asepsis_common::envelope::BlobRole;
 use asepsis_common::faces::{Detector, Scan};
 use asepsis_common::job::Job;
@@ -47,6 +48,8 @@ pub struct AssetJobs {
     pub blocklist: Arc<BlockList>,
     /// `takedown.match_distance`.
     pub match_distance: u32,
+    /// The DICOM UID secret each tenant's UID key is derived from.
+    pub dicom_uid_secret: [u8; 32],
 }
 
 /// Why a job stopped short of its end, typed by what the runner should do about it.
@@ -332,8 +335,9 @@ impl AssetJobs {
             self.detector.clone(),
             consent.terms.scope,
         );
+        let uids = UidKey::for_tenant(&self.dicom_uid_secret, &consent.tenant);
         tokio::task::spawn_blocking(move || {
-            pipeline::process(&original, scope, &limits, detector.as_ref())
+            pipeline::process(&original, scope, &limits, detector.as_ref(), &uids)
         })
         .await
         .map_err(Stop::Task)
@@ -343,6 +347,7 @@ impl AssetJobs {
     async fn record_decided(&self, log: &mut AssetLog, decided: Decided) -> Result<(), Stop> {
         let Decided {
             stripped,
+            deidentified,
             stripped_sha256,
             scan,
             pdq,
@@ -353,6 +358,20 @@ impl AssetJobs {
             timings: _,
         } = decided;
         let report = stripped.report;
+        if let Some(deid) = deidentified
+            && !log.has(EventName::Deidentified)
+        {
+            let what = EventKind::Deidentified {
+                profile: asepsis_common::dicom::PROFILE_NAME.into(),
+                removed: deid.removed,
+                emptied: deid.emptied,
+                replaced: deid.replaced,
+                remapped: deid.remapped,
+                private_removed: deid.private_removed,
+                burned_in: deid.burned_in,
+            };
+            self.record(log, what).await?;
+        }
         if !log.has(EventName::Stripped) {
             let what = EventKind::Stripped {
                 removed: report.removed.clone(),

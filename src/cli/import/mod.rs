@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use asepsis_common::consent::Consent;
 use asepsis_common::manifest::{self, ConsentRef, Problem};
-use asepsis_common::media::{Format, SNIFF_LEN, sniff};
+use asepsis_common::media::{SNIFF_LEN, sniff};
 use asepsis_config::{Import as ImportLimits, Settings};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -508,14 +508,14 @@ async fn check_file(
         }
     }
     match sniff(&head) {
-        Some(Format::Dicom) => Err("DICOM is not accepted yet".into()),
         Some(_) => Ok(Found {
             place,
             size,
             sha256: hex::encode(sha.finish()),
         }),
         None => Err(
-            "not a supported image (JPEG, PNG, WebP, TIFF, HEIF/HEIC or AVIF), by its bytes".into(),
+            "not a supported image (JPEG, PNG, WebP, TIFF, HEIF/HEIC, AVIF or DICOM), by its bytes"
+                .into(),
         ),
     }
 }
