@@ -143,7 +143,7 @@ async fn serve(
             cpu: Arc::new(tokio::sync::Semaphore::new(settings.worker.cpu_permits())),
             blocklist: blocklist.clone(),
             match_distance: settings.takedown.match_distance,
-            dicom_uid_secret: keys.dicom_uid_secret,
+            dicom_uid_secret: keys.dicom_uid_secret.clone(),
         });
         let config = RunnerConfig {
             concurrency: settings.worker.concurrency,
@@ -342,7 +342,7 @@ pub async fn open_queue(
 pub struct Keys {
     pub keyring: Arc<LocalKeyring>,
     pub signer: Signer,
-    pub dicom_uid_secret: [u8; 32],
+    pub dicom_uid_secret: Arc<asepsis_common::dicom::UidSecret>,
 }
 
 fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
@@ -351,6 +351,7 @@ fn open_keys(settings: &Settings) -> anyhow::Result<Keys> {
     let signer = signing_key::load_or_create(&dir.join("signing.pk8")).context("signing key")?;
     let dicom_uid_secret = signing_key::load_or_create_secret(&dir.join("dicom-uid.key"))
         .context("DICOM UID secret")?;
+    let dicom_uid_secret = Arc::new(dicom_uid_secret.into());
     Ok(Keys {
         keyring: Arc::new(keyring),
         signer,

@@ -273,7 +273,7 @@ mod tests {
     }
 
     fn key() -> UidKey {
-        UidKey::for_tenant(&[0; 32], "t")
+        UidKey::for_tenant(&[0; 32].into(), "t")
     }
 
     #[test]

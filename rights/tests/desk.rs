@@ -103,7 +103,7 @@ impl World {
                 self.desk.storage.clone(),
             )),
             match_distance: 31,
-            dicom_uid_secret: [3; 32],
+            dicom_uid_secret: Arc::new([3; 32].into()),
         }
     }
 

@@ -51,7 +51,7 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<ExitCode> {
             secret
         }
     };
-    let key = UidKey::for_tenant(&secret, &args.tenant);
+    let key = UidKey::for_tenant(&secret.into(), &args.tenant);
     let clean = tokio::task::spawn_blocking(move || {
         sanitize(
             &args.inputs,

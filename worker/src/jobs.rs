@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asepsis_common::consent::{Consent, Scope};
-use asepsis_common::dicom::UidKey;
+use asepsis_common::dicom::{UidKey, UidSecret};
 use asepsis_common::envelope::BlobRole;
 use asepsis_common::faces::{Detector, Scan};
 use asepsis_common::job::Job;
@@ -49,7 +49,7 @@ pub struct AssetJobs {
     /// `takedown.match_distance`.
     pub match_distance: u32,
     /// The DICOM UID secret each tenant's UID key is derived from.
-    pub dicom_uid_secret: [u8; 32],
+    pub dicom_uid_secret: Arc<UidSecret>,
 }
 
 /// Why a job stopped short of its end, typed by what the runner should do about it.

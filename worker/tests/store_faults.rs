@@ -159,7 +159,7 @@ async fn with_one_store_request_in_ten_failing_every_asset_publishes_once() {
             jobs.storage.clone(),
         )),
         match_distance: 31,
-        dicom_uid_secret: [3; 32],
+        dicom_uid_secret: Arc::new([3; 32].into()),
     };
     let mut retries = 0;
     for asset in &assets {

@@ -62,17 +62,33 @@ pub const TEXT_PRONE_MODALITIES: [&str; 7] = ["US", "XA", "RF", "ES", "XC", "OT"
 /// and scans, text-prone whatever their modality says.
 const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 
-/// A tenant's secret for remapping UIDs: `2.25.` + the decimal of the first 128 bits of
-/// HMAC-SHA256(key, UID). The same UID maps the same way across a tenant's uploads, so
+/// A tenant's secret for remapping UIDs: `2.25.` + the decimal of a UUID (version 8) made of
+/// the first 122 bits of HMAC-SHA256(key, UID). The same UID maps the same way across a tenant's uploads, so
 /// references between its files still resolve; without the key no one can link an output UID
 /// to its original, nor two tenants' outputs to each other.
 #[derive(Clone)]
 pub struct UidKey(hmac::Key);
 
+/// The service's DICOM UID secret (`DATA/keys/dicom-uid.key`), from which each tenant's
+/// [`UidKey`] is derived. Never shown: its Debug says nothing.
+pub struct UidSecret([u8; 32]);
+
+impl From<[u8; 32]> for UidSecret {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for UidSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UidSecret(..)")
+    }
+}
+
 impl UidKey {
     /// The key of `tenant` under the service's DICOM UID secret.
-    pub fn for_tenant(secret: &[u8; 32], tenant: &str) -> Self {
-        let master = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    pub fn for_tenant(secret: &UidSecret, tenant: &str) -> Self {
+        let master = hmac::Key::new(hmac::HMAC_SHA256, &secret.0);
         let mut context = hmac::Context::with_key(&master);
         context.update(b"asepsis dicom uid v1\0");
         context.update(tenant.as_bytes());
@@ -82,9 +98,12 @@ impl UidKey {
     /// The remapped form of `uid` (without padding).
     pub fn remap(&self, uid: &str) -> String {
         let tag = hmac::sign(&self.0, uid.as_bytes());
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&tag.as_ref()[..16]);
-        format!("2.25.{}", u128::from_be_bytes(first))
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(&tag.as_ref()[..16]);
+        // A UUID (RFC 9562 version 8, vendor-defined) as 2.25 asks: 122 bits of the MAC.
+        uuid[6] = uuid[6] & 0x0F | 0x80;
+        uuid[8] = uuid[8] & 0x3F | 0x80;
+        format!("2.25.{}", u128::from_be_bytes(uuid))
     }
 }
 
@@ -228,23 +247,55 @@ fn meta_length(bytes: &[u8]) -> Result<usize, String> {
     Ok(at)
 }
 
+/// Transfer syntaxes whose data set is explicit VR little endian and whose pixel data is
+/// encapsulated: JPEG (baseline, extended, lossless), JPEG-LS, JPEG 2000, HTJ2K, MPEG-2/4,
+/// HEVC, JPEG XL and RLE. Anything else (JPIP, retired or private syntaxes) is refused.
+const ENCAPSULATED: [&str; 25] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.100",
+    "1.2.840.10008.1.2.4.101",
+    "1.2.840.10008.1.2.4.102",
+    "1.2.840.10008.1.2.4.103",
+    "1.2.840.10008.1.2.4.104",
+    "1.2.840.10008.1.2.4.105",
+    "1.2.840.10008.1.2.4.106",
+    "1.2.840.10008.1.2.4.107",
+    "1.2.840.10008.1.2.4.108",
+    "1.2.840.10008.1.2.4.110",
+    "1.2.840.10008.1.2.4.111",
+    "1.2.840.10008.1.2.4.112",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.5",
+];
+
 fn syntax_of(ts: &str) -> Result<(Syntax, bool), StripError> {
     Ok(match ts {
         IMPLICIT_LE => (Syntax::ImplicitLe, false),
         EXPLICIT_LE => (Syntax::ExplicitLe, false),
         EXPLICIT_BE => (Syntax::ExplicitBe, false),
         DEFLATED_LE => (Syntax::ExplicitLe, true),
-        // Encapsulated (compressed) pixel data: JPEG, JPEG-LS, JPEG 2000, RLE, MPEG, HEVC,
-        // HTJ2K, JPEG XL; the data set itself is explicit VR little endian.
-        _ if ["1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5"]
-            .iter()
-            .any(|p| ts.starts_with(p)) =>
-        {
-            (Syntax::ExplicitLe, false)
-        }
-        _ => {
-            return Err(StripError::Unsupported("DICOM in this transfer syntax"));
-        }
+        _ if ENCAPSULATED.contains(&ts) => (Syntax::ExplicitLe, false),
+        // The UID is not echoed: it is the file's text.
+        _ => return Err(StripError::Unsupported("DICOM in this transfer syntax")),
+    })
+}
+
+/// The data set's bytes: as they are, or inflated.
+fn body<'a>(layout: &Layout<'a>, limits: &Limits) -> Result<Cow<'a, [u8]>, StripError> {
+    Ok(if layout.deflated {
+        Cow::Owned(inflate(layout.body, limits)?)
+    } else {
+        Cow::Borrowed(layout.body)
     })
 }
 
@@ -274,14 +325,8 @@ pub fn deidentify(bytes: &[u8], key: &UidKey, limits: &Limits) -> Result<Deident
         limits.max_input_bytes,
     )?;
     let layout = layout(bytes, limits)?;
-    let inflated;
-    let body = if layout.deflated {
-        inflated = inflate(layout.body, limits)?;
-        &inflated[..]
-    } else {
-        layout.body
-    };
-    let data_set = Reader::new(body, layout.syntax, limits.max_segments)
+    let body = body(&layout, limits)?;
+    let data_set = Reader::new(&body, layout.syntax, limits.max_segments)
         .read_all()
         .map_err(malformed)?;
     let mut tally = Tally::default();
@@ -366,12 +411,6 @@ fn clean<'a>(
             continue;
         }
         let Some((action, name)) = action(tag) else {
-            if &element.vr == b"UN" && profile::standard_vr(tag) == *b"SQ" {
-                return Err(malformed(format!(
-                    "{}: a sequence encoded as UN is not supported",
-                    tag_name(tag)
-                )));
-            }
             if let Value::Items(items) = element.value {
                 element.value = Value::Items(clean_items(items, key, tally)?);
             }
@@ -397,13 +436,13 @@ fn clean<'a>(
                 out.push(element);
             }
             Step::Remap => {
-                let Value::Bytes(uids) = &element.value else {
+                let (Value::Bytes(uids), b"UI") = (&element.value, &element.vr) else {
                     return Err(malformed(format!(
-                        "{}: a UID that is not a value",
+                        "{}: a UID that is not UI",
                         tag_name(tag)
                     )));
                 };
-                element.value = Value::Bytes(Cow::Owned(remap_all(uids, key)));
+                element.value = Value::Bytes(Cow::Owned(remap_all(tag, uids, key)?));
                 tally.remapped.insert(name);
                 out.push(element);
             }
@@ -429,15 +468,38 @@ fn clean_items<'a>(
         .collect()
 }
 
-/// Each of a multi-valued UI value's UIDs remapped, padded to an even length with a NUL.
-fn remap_all(uids: &[u8], key: &UidKey) -> Vec<u8> {
-    let text = String::from_utf8_lossy(uids);
-    let text = text.trim_end_matches(['\0', ' ']);
+/// The UIDs of a UI value (without padding), each checked to be one: digits and dots, at
+/// most 64 characters.
+fn uids_of(tag: u32, value: &[u8]) -> Result<Vec<&str>, StripError> {
+    let not_uid = || malformed(format!("{}: not a UID", tag_name(tag)));
+    let text = std::str::from_utf8(value)
+        .map_err(|_| not_uid())?
+        .trim_end_matches(['\0', ' ']);
     if text.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let mapped: Vec<String> = text.split('\\').map(|uid| key.remap(uid.trim())).collect();
-    padded(mapped.join("\\").into_bytes(), 0)
+    text.split('\\')
+        .map(|uid| {
+            let uid = uid.trim_start();
+            let valid = !uid.is_empty()
+                && uid.len() <= 64
+                && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            valid.then_some(uid).ok_or_else(not_uid)
+        })
+        .collect()
+}
+
+/// Each of a multi-valued UI value's UIDs remapped, padded to an even length with a NUL.
+fn remap_all(tag: u32, value: &[u8], key: &UidKey) -> Result<Vec<u8>, StripError> {
+    let mapped: Vec<String> = uids_of(tag, value)?
+        .into_iter()
+        .map(|uid| key.remap(uid))
+        .collect();
+    let out = padded(mapped.join("\\").into_bytes(), 0);
+    if out.len() > usize::from(u16::MAX) - 1 {
+        return Err(malformed(format!("{}: too many UIDs", tag_name(tag))));
+    }
+    Ok(out)
 }
 
 fn padded(mut value: Vec<u8>, pad: u8) -> Vec<u8> {
@@ -475,7 +537,12 @@ fn burned_in(data_set: &[Element<'_>]) -> BurnedIn {
     if let Some(m) = TEXT_PRONE_MODALITIES.iter().find(|m| **m == modality) {
         return BurnedIn::Likely(format!("Burned In Annotation not declared on modality {m}"));
     }
-    if text_of(data_set, SOP_CLASS).is_some_and(|c| c.starts_with(SECONDARY_CAPTURE)) {
+    let capture = |class: &str| {
+        class
+            .strip_prefix(SECONDARY_CAPTURE)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    if text_of(data_set, SOP_CLASS).is_some_and(capture) {
         return BurnedIn::Likely("Burned In Annotation not declared on a secondary capture".into());
     }
     BurnedIn::RuledOut
@@ -551,24 +618,22 @@ fn verify(original: &[Element<'_>], output: &[u8], limits: &Limits) -> Result<()
     if !layout.header {
         return Err(fail("no Part 10 header".into()));
     }
-    let inflated;
-    let body = if layout.deflated {
-        inflated = inflate(layout.body, limits)?;
-        &inflated[..]
-    } else {
-        layout.body
-    };
-    let data_set = Reader::new(body, layout.syntax, limits.max_segments)
+    let body = body(&layout, limits)?;
+    let data_set = Reader::new(&body, layout.syntax, limits.max_segments)
         .read_all()
         .map_err(fail)?;
     let mut original_uids = BTreeSet::new();
     uids_in(original, &mut original_uids);
     check(&data_set, &original_uids).map_err(fail)?;
-    let instance = text_of(&data_set, SOP_INSTANCE);
-    if text_of(&layout.meta, 0x0002_0003) != instance {
-        return Err(fail(
-            "file meta does not name the new SOP Instance UID".into(),
-        ));
+    let ours = match (
+        text_of(&data_set, SOP_CLASS),
+        text_of(&data_set, SOP_INSTANCE),
+    ) {
+        (Some(class), Some(instance)) => file_meta(class, instance, &layout.transfer_syntax),
+        _ => return Err(fail("no SOP Class or Instance UID".into())),
+    };
+    if layout.meta != ours {
+        return Err(fail("the file meta is not exactly the one written".into()));
     }
     if pixel_part(original) != pixel_part(&data_set) {
         return Err(fail("pixel data or its description changed".into()));
@@ -585,7 +650,7 @@ fn verify(original: &[Element<'_>], output: &[u8], limits: &Limits) -> Result<()
 /// The pixel data and the values of group 0028 that describe it (those the table leaves).
 fn pixel_part<'s, 'a>(set: &'s [Element<'a>]) -> Vec<&'s Element<'a>> {
     set.iter()
-        .filter(|e| e.tag >> 16 == 0x0028 || e.tag == PIXEL_DATA)
+        .filter(|e| e.tag >> 16 == 0x0028 && e.tag & 0xFFFF != 0 || e.tag == PIXEL_DATA)
         .filter(|e| action(e.tag).is_none() && !matches!(e.value, Value::Items(_)))
         .collect()
 }
@@ -600,10 +665,9 @@ fn uids_in(elements: &[Element<'_>], uids: &mut BTreeSet<String>) {
                     && action(element.tag)
                         .is_some_and(|(a, _)| a.step(element.vr) == Step::Remap) =>
             {
-                let text = String::from_utf8_lossy(bytes);
-                for uid in text.trim_end_matches(['\0', ' ']).split('\\') {
-                    uids.insert(uid.trim().to_owned());
-                }
+                // The walk refused the file already if these are not UIDs.
+                let found = uids_of(element.tag, bytes).unwrap_or_default();
+                uids.extend(found.into_iter().map(str::to_owned));
             }
             _ => {}
         }
@@ -632,11 +696,7 @@ fn check(elements: &[Element<'_>], original_uids: &BTreeSet<String>) -> Result<(
                 let Value::Bytes(bytes) = &element.value else {
                     return Err(format!("{} is not a UID", tag_name(tag)));
                 };
-                if bytes.is_empty() {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(bytes);
-                for uid in text.trim_end_matches('\0').split('\\') {
+                for uid in uids_of(tag, bytes).map_err(|e| e.to_string())? {
                     let ours = uid.strip_prefix("2.25.").is_some_and(|n| {
                         !n.is_empty() && n.len() <= 39 && n.bytes().all(|b| b.is_ascii_digit())
                     });

@@ -13,7 +13,8 @@ pub(crate) const ITEM: u32 = 0xFFFE_E000;
 pub(crate) const ITEM_END: u32 = 0xFFFE_E00D;
 pub(crate) const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 pub(crate) const PIXEL_DATA: u32 = 0x7FE0_0010;
-const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// The length of a sequence, item or encapsulated pixel data that ends at its delimiter.
+pub(crate) const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Sequences nested in sequences, at most.
 pub(crate) const MAX_DEPTH: usize = 32;
 
@@ -221,19 +222,21 @@ impl<'a> Reader<'a> {
                 }
             }
         };
+        // A standard sequence must be read as one: encoded as anything else (UN, OB, LT…),
+        // its nested values would pass through the walk unseen.
+        if standard_vr(tag) == *b"SQ" && &vr != b"SQ" {
+            let vr = String::from_utf8_lossy(&vr).into_owned();
+            return Err(format!("{}: a sequence encoded as {vr}", name()));
+        }
         if len == UNDEFINED {
             if tag == PIXEL_DATA {
                 let stop = self.fragments(start, end)?;
                 let value = Value::Encapsulated(&self.bytes[start..stop]);
                 return Ok((Element { tag, vr, value }, stop));
             }
-            if &vr == b"UN" && self.syntax != Syntax::ImplicitLe {
-                return Err(format!(
-                    "{}: a sequence encoded as UN is not supported",
-                    name()
-                ));
-            }
-            if &vr != b"SQ" && self.syntax != Syntax::ImplicitLe {
+            // Undefined length is for sequences; in implicit VR, for a tag the dictionary
+            // does not know (a private sequence) too.
+            if &vr != b"SQ" && !(self.syntax == Syntax::ImplicitLe && &vr == b"UN") {
                 return Err(format!("{}: undefined length on a non-sequence", name()));
             }
             let (items, stop) = self.items(start, end, depth, None)?;

@@ -92,9 +92,28 @@ pub(crate) fn preview(
                 .map(DynamicImage::ImageRgb8)
                 .ok_or_else(|| "pixel buffer does not fit its size".into())
         }
-        _ => Err(format!(
-            "DICOM pixels of {samples} sample(s), {bits} bits, {photometric} are not previewed"
-        )),
+        _ => {
+            // Named only when it is one of the standard's terms: the value is the file's.
+            let known = [
+                "MONOCHROME1",
+                "MONOCHROME2",
+                "PALETTE COLOR",
+                "RGB",
+                "YBR_FULL",
+                "YBR_FULL_422",
+                "YBR_PARTIAL_420",
+                "YBR_ICT",
+                "YBR_RCT",
+            ];
+            let photometric = if known.contains(&photometric) {
+                photometric
+            } else {
+                "an unrecognised photometric interpretation"
+            };
+            Err(format!(
+                "DICOM pixels of {samples} sample(s), {bits} bits, {photometric} are not previewed"
+            ))
+        }
     }
 }
 

@@ -49,9 +49,8 @@ impl Action {
             Action::Z | Action::ZD | Action::XZ | Action::XZD => Step::Empty,
             Action::D | Action::XD if ui => Step::Remap,
             Action::D | Action::XD => Step::Dummy,
-            Action::U if ui => Step::Remap,
-            // A UID row on anything but a UI value: nothing to remap into, so nothing kept.
-            Action::U => Step::Remove,
+            // A UID row on a value that is not UI is refused when remapped (malformed).
+            Action::U => Step::Remap,
             Action::XZU if ui => Step::Remap,
             Action::XZU if sq => Step::Keep,
             Action::XZU => Step::Empty,
@@ -116,6 +115,6 @@ mod tests {
         assert_eq!(Action::XD.step(*b"UI"), Step::Remap);
         assert_eq!(Action::XZU.step(*b"SQ"), Step::Keep);
         assert_eq!(Action::XZU.step(*b"UI"), Step::Remap);
-        assert_eq!(Action::U.step(*b"LO"), Step::Remove);
+        assert_eq!(Action::U.step(*b"LO"), Step::Remap);
     }
 }

@@ -81,7 +81,7 @@ fn parse_output(bytes: &[u8]) -> (Layout<'_>, Vec<Element<'_>>) {
 fn deid(bytes: &[u8], tenant: &str) -> Deidentified {
     deidentify(
         bytes,
-        &UidKey::for_tenant(&SECRET, tenant),
+        &UidKey::for_tenant(&SECRET.into(), tenant),
         &Limits::default(),
     )
     .unwrap()
@@ -118,7 +118,7 @@ fn removes_empties_and_remaps_at_every_depth() {
         panic!("referenced image sequence kept");
     };
     let nested = text_of(&items[0], 0x0008_1155).unwrap();
-    let key = UidKey::for_tenant(&SECRET, "clinic-a");
+    let key = UidKey::for_tenant(&SECRET.into(), "clinic-a");
     assert_eq!(
         nested,
         key.remap(ORIGINAL_UID),
@@ -173,10 +173,10 @@ fn uids_are_stable_within_a_tenant_and_differ_across_tenants() {
         text_of(&set, 0x0020_000D).unwrap().to_owned()
     };
     assert_ne!(uid(&a1), uid(&b));
-    let other = UidKey::for_tenant(&[8; 32], "a");
+    let other = UidKey::for_tenant(&[8; 32].into(), "a");
     assert_ne!(
         other.remap("1.2.3"),
-        UidKey::for_tenant(&SECRET, "a").remap("1.2.3")
+        UidKey::for_tenant(&SECRET.into(), "a").remap("1.2.3")
     );
     assert!(uid(&a1).len() <= 64);
 }
@@ -250,7 +250,7 @@ fn burned_in_text_withholds_the_identity_removed_claim() {
 fn malformed_files_are_refused_with_the_reason() {
     let input = part10(EXPLICIT_LE, &data_set(Syntax::ExplicitLe, &[]));
     let limits = Limits::default();
-    let key = UidKey::for_tenant(&SECRET, "t");
+    let key = UidKey::for_tenant(&SECRET.into(), "t");
     let err = deidentify(&input[..input.len() - 3], &key, &limits).unwrap_err();
     assert!(err.to_string().contains("runs past its container"), "{err}");
     let unsupported = part10("1.2.3.4", &data_set(Syntax::ExplicitLe, &[]));
@@ -274,6 +274,51 @@ fn malformed_files_are_refused_with_the_reason() {
     assert!(matches!(err, StripError::Limit { .. }), "{err}");
 }
 
+#[test]
+fn group_lengths_go_and_hidden_sequences_or_bad_uids_are_refused() {
+    let key = UidKey::for_tenant(&SECRET.into(), "t");
+    let limits = Limits::default();
+    // (0028,0000) in an old file: removed, and the pixel description still matches.
+    let length = el(Syntax::ExplicitLe, 0x0028_0000, b"UL", &0u32.to_le_bytes());
+    let body = data_set(Syntax::ExplicitLe, &[]);
+    let at = body.windows(4).position(|w| w == [0x28, 0, 2, 0]).unwrap();
+    let with_length = [&body[..at], &length, &body[at..]].concat();
+    let done = deid(&part10(EXPLICIT_LE, &with_length), "t");
+    let (_, set) = parse_output(&done.bytes);
+    assert_eq!(bytes_of(&set, 0x0028_0000), None);
+    // A standard sequence (Referenced Series, not in the table) hidden as OB: refused.
+    let hidden = el(Syntax::ExplicitLe, 0x0008_1115, b"OB", b"1.2.3.4.5.6");
+    let mut body = data_set(Syntax::ExplicitLe, &[]);
+    let at = body
+        .windows(4)
+        .position(|w| w == [0x08, 0, 0x40, 0x11])
+        .unwrap();
+    body.splice(at..at, hidden);
+    let err = deidentify(&part10(EXPLICIT_LE, &body), &key, &limits).unwrap_err();
+    assert!(
+        err.to_string().contains("a sequence encoded as OB"),
+        "{err}"
+    );
+    // A UID that is not one, and an unknown transfer syntax named by its own text.
+    let mut bad = data_set(Syntax::ExplicitLe, &[]);
+    let at = bad.windows(9).position(|w| w == b"1.2.3.4.7").unwrap();
+    bad[at..at + 9].copy_from_slice(b"DOE^JANE!");
+    let err = deidentify(&part10(EXPLICIT_LE, &bad), &key, &limits).unwrap_err();
+    assert!(err.to_string().contains("(0020,000D): not a UID"), "{err}");
+    let body = data_set(Syntax::ExplicitLe, &[]);
+    let err = deidentify(&part10("1.2.840.10008.1.2.4.95", &body), &key, &limits).unwrap_err();
+    assert!(!err.to_string().contains("1.2.840"), "{err}");
+}
+
+#[test]
+fn remapped_uids_are_version_8_uuids() {
+    let uid = UidKey::for_tenant(&SECRET.into(), "t").remap(ORIGINAL_UID);
+    let n: u128 = uid.strip_prefix("2.25.").unwrap().parse().unwrap();
+    let uuid = uuid::Uuid::from_u128(n);
+    assert_eq!(uuid.get_version_num(), 8);
+    assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -295,7 +340,7 @@ proptest! {
         let at = at % input.len();
         input[at] = byte;
         input.truncate(input.len() - cut % input.len());
-        let key = UidKey::for_tenant(&SECRET, "t");
+        let key = UidKey::for_tenant(&SECRET.into(), "t");
         // Whatever parses also passed verify inside deidentify.
         let _ = deidentify(&input, &key, &Limits::default());
     }

@@ -1,9 +1,7 @@
 //! Writes data sets back in their own transfer syntax: values byte for byte, sequences and
 //! items with undefined lengths and their delimiters, encapsulated pixel data as its range.
 
-use super::parse::{Element, ITEM, ITEM_END, SEQUENCE_END, Syntax, Value, long_header};
-
-const UNDEFINED: u32 = 0xFFFF_FFFF;
+use super::parse::{Element, ITEM, ITEM_END, SEQUENCE_END, Syntax, UNDEFINED, Value, long_header};
 
 pub(crate) fn data_set(out: &mut Vec<u8>, elements: &[Element<'_>], syntax: Syntax) {
     for element in elements {

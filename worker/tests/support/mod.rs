@@ -48,7 +48,7 @@ pub fn jobs(dir: &Path) -> (AssetJobs, Arc<InProcess>) {
         cpu: Arc::new(tokio::sync::Semaphore::new(2)),
         blocklist: Arc::new(asepsis_store::blocklist::BlockList::new(storage.clone())),
         match_distance: 31,
-        dicom_uid_secret: [3; 32],
+        dicom_uid_secret: Arc::new([3; 32].into()),
     };
     (jobs, notes)
 }
