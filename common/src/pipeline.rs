@@ -167,7 +167,7 @@ fn process_dicom(
         ..Timings::default()
     };
     let scanning = Instant::now();
-    let (scan, pdq) = match &done.preview {
+    let (scan, pdq) = match &dicom::preview(&done.bytes, limits) {
         Ok(image) => (detector.scan_decoded(image), Some(pdq::hash(image))),
         Err(why) => (Scan::not_scanned(why.clone()), None),
     };

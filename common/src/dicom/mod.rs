@@ -168,8 +168,6 @@ pub struct Deidentified {
     pub report: DeidReport,
     /// How long the re-read took (the stage metrics' `verify`).
     pub verify_time: std::time::Duration,
-    /// The first frame as an 8-bit picture for the face scan, or why there is none.
-    pub preview: Result<image::DynamicImage, String>,
 }
 
 /// The parts of a file: how its data set is encoded and the data set's bytes.
@@ -364,14 +362,23 @@ pub fn deidentify(bytes: &[u8], key: &UidKey, limits: &Limits) -> Result<Deident
         transfer_syntax: layout.transfer_syntax,
         header_added: !layout.header,
     };
-    let verify_time = verifying.elapsed();
-    let preview = preview::preview(&data_set, layout.syntax, &report.transfer_syntax, limits);
     Ok(Deidentified {
         bytes: out,
         report,
-        verify_time,
-        preview,
+        verify_time: verifying.elapsed(),
     })
+}
+
+/// The first frame of a DICOM file as an 8-bit picture, for the face scan (uncompressed 8- and
+/// 16-bit greyscale, windowed, and 8-bit RGB), or why there is none.
+///
+/// # Errors
+/// Why no picture: the file does not parse, or its pixels are compressed or of another kind.
+pub fn preview(bytes: &[u8], limits: &Limits) -> Result<image::DynamicImage, String> {
+    let layout = layout(bytes, limits).map_err(|e| e.to_string())?;
+    let body = body(&layout, limits).map_err(|e| e.to_string())?;
+    let data_set = Reader::new(&body, layout.syntax, limits.max_segments).read_all()?;
+    preview::preview(&data_set, layout.syntax, &layout.transfer_syntax, limits)
 }
 
 fn inflate(deflated: &[u8], limits: &Limits) -> Result<Vec<u8>, StripError> {
