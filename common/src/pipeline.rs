@@ -63,6 +63,17 @@ pub struct Timings {
     pub redact: Option<Duration>,
 }
 
+impl Timings {
+    /// A rewrite started at `started` whose last `verify` was the re-read.
+    fn rewritten(started: Instant, verify: Duration) -> Self {
+        Self {
+            verify,
+            strip: started.elapsed().saturating_sub(verify),
+            ..Self::default()
+        }
+    }
+}
+
 /// The redaction of a de-identified consent's image.
 #[derive(Debug)]
 pub struct Redaction {
@@ -100,11 +111,7 @@ pub fn process(
         Ok(stripped) => stripped,
         Err(e) => return Processed::Rejected(e),
     };
-    let mut timings = Timings {
-        verify: stripped.verify_time,
-        strip: started.elapsed().saturating_sub(stripped.verify_time),
-        ..Timings::default()
-    };
+    let mut timings = Timings::rewritten(started, stripped.verify_time);
     let scanning = Instant::now();
     let decoded = detector.decode(original);
     let pdq = decoded.as_ref().ok().map(pdq::hash);
@@ -161,11 +168,7 @@ fn process_dicom(
         Ok(done) => done,
         Err(e) => return Processed::Rejected(e),
     };
-    let mut timings = Timings {
-        verify: done.verify_time,
-        strip: started.elapsed().saturating_sub(done.verify_time),
-        ..Timings::default()
-    };
+    let mut timings = Timings::rewritten(started, done.verify_time);
     let scanning = Instant::now();
     let (scan, pdq) = match &dicom::preview(&done.bytes, limits) {
         Ok(image) => (detector.scan_decoded(image), Some(pdq::hash(image))),

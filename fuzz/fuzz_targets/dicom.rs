@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
-    let key = UidKey::for_tenant(&[1; 32], "fuzz");
+    let key = UidKey::for_tenant(&[1; 32].into(), "fuzz");
     if let Ok(done) = deidentify(data, &key, &limits) {
         assert!(deidentify(&done.bytes, &key, &limits).is_ok());
     }

@@ -23,25 +23,12 @@ pub enum SigningKeyError {
 /// # Errors
 /// [`SigningKeyError::Key`] when it cannot be read, parsed or created.
 pub fn load_or_create(path: &Path) -> Result<Signer, SigningKeyError> {
-    let err = |problem: String| SigningKeyError::Key {
-        path: path.display().to_string(),
-        problem,
-    };
-    let pkcs8 = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                .map_err(|_| err("random number generator failed".into()))?;
-            // Processes racing on a new data dir: one key wins, every one uses it.
-            match create_once(path, doc.as_ref()) {
-                Ok(true) => doc.as_ref().to_vec(),
-                Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string()))?,
-                Err(e) => return Err(err(e.to_string())),
-            }
-        }
-        Err(e) => return Err(err(e.to_string())),
-    };
-    Signer::from_pkcs8(&pkcs8).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
+    let pkcs8 = read_or_create(path, || {
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map(|doc| doc.as_ref().to_vec())
+            .map_err(|_| "random number generator failed".into())
+    })?;
+    Signer::from_pkcs8(&pkcs8).map_err(|_| key_error(path, "not an Ed25519 PKCS#8 key".into()))
 }
 
 /// Load the 32-byte DICOM UID secret at `path`, creating it if missing. Replacing it remaps
@@ -51,27 +38,43 @@ pub fn load_or_create(path: &Path) -> Result<Signer, SigningKeyError> {
 /// # Errors
 /// [`SigningKeyError::Key`] when it cannot be read or created, or is not 32 bytes.
 pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], SigningKeyError> {
-    let err = |problem: String| SigningKeyError::Key {
-        path: path.display().to_string(),
-        problem,
-    };
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = [0u8; 32];
-            ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut secret)
-                .map_err(|_| err("random number generator failed".into()))?;
-            match create_once(path, &secret) {
-                Ok(true) => secret.to_vec(),
-                Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string()))?,
-                Err(e) => return Err(err(e.to_string())),
-            }
-        }
-        Err(e) => return Err(err(e.to_string())),
-    };
+    let bytes = read_or_create(path, || {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut secret)
+            .map_err(|_| "random number generator failed".to_owned())?;
+        Ok(secret.to_vec())
+    })?;
     bytes
         .try_into()
-        .map_err(|_| err("not a 32-byte secret".into()))
+        .map_err(|_| key_error(path, "not a 32-byte secret".into()))
+}
+
+fn key_error(path: &Path, problem: String) -> SigningKeyError {
+    SigningKeyError::Key {
+        path: path.display().to_string(),
+        problem,
+    }
+}
+
+/// The file at `path`, or `make`'s bytes written there first (mode 0600). Processes racing on
+/// a new data dir: one file wins, every one uses it.
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, SigningKeyError> {
+    let err = |problem: String| key_error(path, problem);
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = make().map_err(err)?;
+            match create_once(path, &bytes) {
+                Ok(true) => Ok(bytes),
+                Ok(false) => std::fs::read(path).map_err(|e| err(e.to_string())),
+                Err(e) => Err(err(e.to_string())),
+            }
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +93,18 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn the_dicom_uid_secret_is_private_stable_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dicom-uid.key");
+        let a = load_or_create_secret(&path).unwrap();
+        assert_eq!(a, load_or_create_secret(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, b"short").unwrap();
+        assert!(load_or_create_secret(&path).is_err());
     }
 }
