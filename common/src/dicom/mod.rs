@@ -329,16 +329,14 @@ pub fn deidentify(bytes: &[u8], key: &UidKey, limits: &Limits) -> Result<Deident
         .map_err(malformed)?;
     let mut tally = Tally::default();
     let mut cleaned = clean(data_set.clone(), key, &mut tally)?;
-    let sop_class =
-        text_of(&data_set, SOP_CLASS).ok_or_else(|| malformed("no SOP Class UID (0008,0016)"))?;
+    let sop_class = one_uid(&data_set, SOP_CLASS)?;
     let burned_in = burned_in(&data_set);
     cleaned.retain(|e| !matches!(e.tag, IDENTITY_REMOVED | METHOD_TEXT | METHOD_CODES));
     if burned_in == BurnedIn::RuledOut {
         cleaned.extend(identity_removed());
         cleaned.sort_by_key(|e| e.tag);
     }
-    let instance = text_of(&cleaned, SOP_INSTANCE)
-        .ok_or_else(|| malformed("no SOP Instance UID (0008,0018)"))?;
+    let instance = one_uid(&cleaned, SOP_INSTANCE)?;
     let mut out = vec![0u8; 128];
     out.extend(b"DICM");
     let meta = file_meta(sop_class, instance, &layout.transfer_syntax);
@@ -494,6 +492,15 @@ fn uids_of(tag: u32, value: &[u8]) -> Result<Vec<&str>, StripError> {
             valid.then_some(uid).ok_or_else(not_uid)
         })
         .collect()
+}
+
+/// The one UID of `tag` (the file meta repeats the SOP Class and Instance UIDs).
+fn one_uid<'e>(set: &'e [Element<'_>], tag: u32) -> Result<&'e str, StripError> {
+    let value = bytes_of(set, tag).ok_or_else(|| malformed(format!("no {}", tag_name(tag))))?;
+    match uids_of(tag, value)?[..] {
+        [uid] => Ok(uid),
+        _ => Err(malformed(format!("{}: not one UID", tag_name(tag)))),
+    }
 }
 
 /// Each of a multi-valued UI value's UIDs remapped, padded to an even length with a NUL.
