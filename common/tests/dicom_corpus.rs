@@ -56,9 +56,6 @@ fn judge(out: &Path) -> serde_json::Value {
 #[test]
 fn corpus_files_are_deidentified_as_an_independent_reader_sees_them() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    if let Ok(keep) = std::env::var("KEEP") {
-        run(Path::new(&keep), "clinic-a");
-    }
     run(dirs[0].path(), "clinic-a");
     run(dirs[1].path(), "clinic-a");
     run(dirs[2].path(), "clinic-b");

@@ -5,7 +5,7 @@
 //! attribute's action at every nesting depth (remove, empty, dummy, or remap a UID under the
 //! tenant's [`UidKey`]), removes every private group, rewrites the file meta for the new SOP
 //! Instance UID, and writes the result in the input's transfer syntax with the pixel data byte
-//! for byte. The output is then re-read and checked ([`verify`]): nothing the table removes is
+//! for byte. The output is then re-read and checked (`verify`): nothing the table removes is
 //! left, nothing private, every remapped UID is ours, the pixels and their description are
 //! unchanged. Any doubt fails closed: a malformed file is rejected with the reason, never
 //! repaired.
@@ -617,7 +617,8 @@ fn file_meta(sop_class: &str, instance: &str, transfer_syntax: &str) -> Vec<Elem
     meta
 }
 
-/// Re-read `output` independently of the walk that wrote it and fail unless it is clean
+/// Re-parse `output` (sharing the table with the walk, not its code; the tests' independent
+/// judge is pydicom with its own copy of the table) and fail unless it is clean
 /// against `original` (the parsed input): it parses with its file meta; no private element
 /// and nothing the table removes is left at any depth; what it empties is empty, what it
 /// replaces holds the dummy, and every UID it remaps is a `2.25.` UID that is not among the
