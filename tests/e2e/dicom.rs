@@ -6,7 +6,6 @@
 use std::process::Command;
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
 use crate::Ctx;
 use crate::support::*;
@@ -48,12 +47,7 @@ async fn published_scan(c: &Ctx, key: &str, consent: &str) -> (String, Vec<Strin
     let id = c.d.upload_id(key, corpus(CT), &c.file_name, consent).await;
     let done = c.d.settled(key, &id).await;
     assert_eq!(done["state"], "published", "{done}");
-    let removed: Vec<&str> = done["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let removed = removed(&done);
     assert!(
         removed.contains(&"DICOM emptied:(0010,0010) Patient's Name")
             && removed.contains(&"DICOM remapped:(0020,000D) Study Instance UID")

@@ -100,12 +100,7 @@ pub async fn gps_photo_is_published_clean(c: &Ctx) -> (String, String) {
     let done = d.settled(uploader, &gps_photo).await;
     assert_eq!(done["state"], "published", "{done}");
     assert_eq!(done["gps_in_original"], true);
-    let removed: Vec<&str> = done["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let removed = removed(&done);
     assert!(
         removed.contains(&"EXIF:GPSLatitude") && removed.contains(&"Comment"),
         "{removed:?}"

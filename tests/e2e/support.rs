@@ -520,6 +520,16 @@ impl Deployment {
     }
 }
 
+/// The names of removed metadata in an asset's status.
+pub fn removed(status: &Value) -> Vec<&str> {
+    status["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 pub fn consent_body(scope: &str, canary: &str) -> Value {
     json!({
         "subject_ref": format!("{canary}-subject"),

@@ -328,9 +328,11 @@ pub fn deidentify(bytes: &[u8], key: &UidKey, limits: &Limits) -> Result<Deident
         .read_all()
         .map_err(malformed)?;
     let mut tally = Tally::default();
-    let mut cleaned = clean(data_set.clone(), key, &mut tally)?;
-    let sop_class = one_uid(&data_set, SOP_CLASS)?;
-    let burned_in = burned_in(&data_set);
+    // What verify holds the output to, read before the walk consumes the data set.
+    let sop_class = one_uid(&data_set, SOP_CLASS)?.to_owned();
+    let expected = Expected::of(&data_set);
+    let burned_in = expected.burned_in.clone();
+    let mut cleaned = clean(data_set, key, &mut tally)?;
     cleaned.retain(|e| !matches!(e.tag, IDENTITY_REMOVED | METHOD_TEXT | METHOD_CODES));
     if burned_in == BurnedIn::RuledOut {
         cleaned.extend(identity_removed());
@@ -339,7 +341,7 @@ pub fn deidentify(bytes: &[u8], key: &UidKey, limits: &Limits) -> Result<Deident
     let instance = one_uid(&cleaned, SOP_INSTANCE)?;
     let mut out = vec![0u8; 128];
     out.extend(b"DICM");
-    let meta = file_meta(sop_class, instance, &layout.transfer_syntax);
+    let meta = file_meta(&sop_class, instance, &layout.transfer_syntax);
     write::data_set(&mut out, &meta, Syntax::ExplicitLe);
     let mut encoded = Vec::with_capacity(body.len());
     write::data_set(&mut encoded, &cleaned, layout.syntax);
@@ -349,7 +351,7 @@ pub fn deidentify(bytes: &[u8], key: &UidKey, limits: &Limits) -> Result<Deident
         out.extend(encoded);
     }
     let verifying = std::time::Instant::now();
-    verify(&data_set, &out, limits).map_err(StripError::into_verify)?;
+    verify(&expected, &out, limits).map_err(StripError::into_verify)?;
     let report = DeidReport {
         removed: tally.removed.into_iter().collect(),
         emptied: tally.emptied.into_iter().collect(),
@@ -617,9 +619,30 @@ fn file_meta(sop_class: &str, instance: &str, transfer_syntax: &str) -> Vec<Elem
     meta
 }
 
+/// What an output must match, from its input: the UIDs the table remaps (none may be left),
+/// the pixel data with the values of group 0028 that describe it (byte-identical), and
+/// whether burned-in text is ruled out.
+struct Expected<'a> {
+    uids: BTreeSet<String>,
+    pixels: Vec<Element<'a>>,
+    burned_in: BurnedIn,
+}
+
+impl<'a> Expected<'a> {
+    fn of(input: &[Element<'a>]) -> Self {
+        let mut uids = BTreeSet::new();
+        uids_in(input, &mut uids);
+        Self {
+            uids,
+            pixels: pixel_part(input).into_iter().cloned().collect(),
+            burned_in: burned_in(input),
+        }
+    }
+}
+
 /// Re-parse `output` (sharing the table with the walk, not its code; the tests' independent
 /// judge is pydicom with its own copy of the table) and fail unless it is clean
-/// against `original` (the parsed input): it parses with its file meta; no private element
+/// against what its input makes `expected`: it parses with its file meta; no private element
 /// and nothing the table removes is left at any depth; what it empties is empty, what it
 /// replaces holds the dummy, and every UID it remaps is a `2.25.` UID that is not among the
 /// original's; the file meta names the new instance; the pixel data and group 0028 are
@@ -627,7 +650,7 @@ fn file_meta(sop_class: &str, instance: &str, transfer_syntax: &str) -> Vec<Elem
 ///
 /// # Errors
 /// [`StripError::Verify`] naming the first problem.
-fn verify(original: &[Element<'_>], output: &[u8], limits: &Limits) -> Result<(), StripError> {
+fn verify(expected: &Expected<'_>, output: &[u8], limits: &Limits) -> Result<(), StripError> {
     let fail = |why: String| StripError::Verify(format!("DICOM: {why}"));
     let layout = layout(output, limits)?;
     if !layout.header {
@@ -637,9 +660,7 @@ fn verify(original: &[Element<'_>], output: &[u8], limits: &Limits) -> Result<()
     let data_set = Reader::new(&body, layout.syntax, limits.max_segments)
         .read_all()
         .map_err(fail)?;
-    let mut original_uids = BTreeSet::new();
-    uids_in(original, &mut original_uids);
-    check(&data_set, &original_uids).map_err(fail)?;
+    check(&data_set, &expected.uids).map_err(fail)?;
     let ours = match (
         text_of(&data_set, SOP_CLASS),
         text_of(&data_set, SOP_INSTANCE),
@@ -650,11 +671,11 @@ fn verify(original: &[Element<'_>], output: &[u8], limits: &Limits) -> Result<()
     if layout.meta != ours {
         return Err(fail("the file meta is not exactly the one written".into()));
     }
-    if pixel_part(original) != pixel_part(&data_set) {
+    if !expected.pixels.iter().eq(pixel_part(&data_set)) {
         return Err(fail("pixel data or its description changed".into()));
     }
     let claimed = bytes_of(&data_set, IDENTITY_REMOVED).is_some();
-    if claimed != (burned_in(original) == BurnedIn::RuledOut) {
+    if claimed != (expected.burned_in == BurnedIn::RuledOut) {
         return Err(fail(
             "Patient Identity Removed does not match the burned-in check".into(),
         ));
