@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::consent::Scope;
 use crate::dicom::{self, BurnedIn, DeidReport, UidKey};
-use crate::faces::{Detector, Scan, Verdict};
+use crate::faces::{Detector, Scan, Upright, Verdict};
 use crate::media::{Format, Limits, Report, StripError, Stripped, sniff, strip};
 use crate::pdq::{self, Pdq};
 use crate::policy::{Decision, decide};
@@ -114,9 +114,9 @@ pub fn process(
     let mut timings = Timings::rewritten(started, stripped.verify_time);
     let scanning = Instant::now();
     let decoded = detector.decode(original);
-    let pdq = decoded.as_ref().ok().map(pdq::hash);
+    let pdq = decoded.as_ref().ok().map(|d| pdq::hash(&d.image));
     let block_queries = match (&decoded, pdq) {
-        (Ok(image), Some(own)) => pdq::query_hashes(image, own),
+        (Ok(decoded), Some(own)) => pdq::query_hashes(&decoded.image, own),
         _ => Vec::new(),
     };
     let scan = match &decoded {
@@ -127,8 +127,8 @@ pub fn process(
     let (decision, why) = decide(scope, scan.verdict, stripped.report.gps_in_original);
     let redacting = Instant::now();
     let (decision, reason, redaction) = match (decision, decoded) {
-        (Decision::Redact, Ok(image)) => {
-            let redacted = redact(original, image, limits, detector, why);
+        (Decision::Redact, Ok(_)) => {
+            let redacted = redact(original, limits, detector, why);
             timings.redact = Some(redacting.elapsed());
             redacted
         }
@@ -170,9 +170,12 @@ fn process_dicom(
     };
     let mut timings = Timings::rewritten(started, done.verify_time);
     let scanning = Instant::now();
-    let (scan, pdq) = match &dicom::preview(&done.bytes, limits) {
-        Ok(image) => (detector.scan_decoded(image), Some(pdq::hash(image))),
-        Err(why) => (Scan::not_scanned(why.clone()), None),
+    let (scan, pdq) = match dicom::preview(&done.bytes, limits) {
+        Ok(image) => {
+            let own = pdq::hash(&image);
+            (detector.scan_decoded(&Upright::from(image)), Some(own))
+        }
+        Err(why) => (Scan::not_scanned(why), None),
     };
     timings.scan = scanning.elapsed();
     let (decision, why) = decide(scope, scan.verdict, false);
@@ -222,13 +225,12 @@ fn process_dicom(
 /// finds nothing, else hold.
 fn redact(
     original: &[u8],
-    image: image::DynamicImage,
     limits: &Limits,
     detector: &dyn Detector,
     why: String,
 ) -> (Decision, String, Option<Redaction>) {
     let done = detector
-        .redact_decoded(original, image)
+        .redact(original)
         .and_then(|r| Ok((strip(&r.bytes, limits).map_err(|e| e.to_string())?, r)));
     let (clean, redacted) = match done {
         Ok(done) => done,

@@ -108,6 +108,44 @@ fn a_sideways_face_with_its_orientation_tag_is_seen_upright() {
     assert!(f.y + f.height <= upright.height() as f32 * 1.05);
 }
 
+fn iou(a: &Face, b: &Face) -> f32 {
+    let w = ((a.x + a.width).min(b.x + b.width) - a.x.max(b.x)).max(0.0);
+    let h = ((a.y + a.height).min(b.y + b.height) - a.y.max(b.y)).max(0.0);
+    w * h / (a.width * a.height + b.width * b.height - w * h)
+}
+
+#[test]
+fn a_large_jpeg_is_scanned_from_a_dct_scaled_decode_with_faces_in_full_size_pixels() {
+    let detector = yunet();
+    let bytes = face_image("fr-knn_examples_test_obama_and_biden.jpg");
+    let full = decode_upright(&bytes, &settings()).unwrap();
+    let scaled = detector.decode(&bytes).unwrap();
+    assert_eq!(scaled.full, (full.width(), full.height()));
+    let longer = scaled.image.width().max(scaled.image.height());
+    assert!(
+        (1280..full.width().max(full.height())).contains(&longer),
+        "decoded at {longer} px on the longer side"
+    );
+    // The faces the full-size decode shows are the scan's, in the same pixels; and so when
+    // the file is stored sideways with its orientation tag.
+    let expected = detector
+        .faces_in(&full, settings().high_threshold, true)
+        .unwrap();
+    assert!(expected.len() >= 2, "{expected:?}");
+    let tagged = jpeg_with_orientation(&full.rotate270(), 6);
+    for (what, file) in [("as stored", bytes), ("sideways, tagged", tagged)] {
+        let scan = detector.scan(&file);
+        assert_eq!(scan.verdict, Verdict::Identifiable, "{what}");
+        for face in &expected {
+            assert!(
+                scan.faces.iter().any(|f| iou(f, face) > 0.6),
+                "{what}: {face:?} not among {:?}",
+                scan.faces
+            );
+        }
+    }
+}
+
 #[test]
 fn a_missing_or_corrupt_model_is_unavailable_and_images_are_not_scanned() {
     assert!(matches!(

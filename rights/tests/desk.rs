@@ -12,7 +12,7 @@ use std::time::Duration;
 use asepsis_common::audit::AuditAction;
 use asepsis_common::consent::{Consent, Method, Scope, Terms};
 use asepsis_common::envelope::BlobRole;
-use asepsis_common::faces::{Detector, Redacted, Scan, Unavailable, YuNet};
+use asepsis_common::faces::{Detector, Redacted, Scan, Unavailable, Upright, YuNet};
 use asepsis_common::job::Job;
 use asepsis_common::media::Limits;
 use asepsis_common::provenance::{AssetState, EventKind, EventName, Signer};
@@ -284,15 +284,15 @@ impl Detector for Gate {
     fn ready(&self) -> Result<(), String> {
         Ok(())
     }
-    fn decode(&self, _image: &[u8]) -> Result<DynamicImage, String> {
+    fn decode(&self, _image: &[u8]) -> Result<Upright, String> {
         self.entered.lock().unwrap().send(()).unwrap();
         self.go.lock().unwrap().recv().unwrap();
         Err("gate".into())
     }
-    fn scan_decoded(&self, _image: &DynamicImage) -> Scan {
+    fn scan_decoded(&self, _image: &Upright) -> Scan {
         Scan::not_scanned("gate")
     }
-    fn redact_decoded(&self, _original: &[u8], _image: DynamicImage) -> Result<Redacted, String> {
+    fn redact(&self, _image: &[u8]) -> Result<Redacted, String> {
         Err("gate".into())
     }
 }
