@@ -234,7 +234,8 @@ pub enum FaceError {
 
 /// The first pass's longer side, in network pixels; the second pass doubles it.
 const SIDE: usize = 640;
-/// The network's input sides are multiples of this (its coarsest stride).
+/// The network's input sides are padded to multiples of this, its coarsest stride. (Padding
+/// to 64, for fewer plans, measured a third slower: tract's kernels fit some sizes better.)
 const ALIGN: usize = 32;
 const STRIDES: [usize; 3] = [8, 16, 32];
 /// The outputs read, in this order for each stride; the landmark outputs are never computed.
@@ -242,8 +243,8 @@ const OUTPUTS: [&str; 9] = [
     "cls_8", "obj_8", "bbox_8", "cls_16", "obj_16", "bbox_16", "cls_32", "obj_32", "bbox_32",
 ];
 const NMS_IOU: f32 = 0.3;
-/// Plans kept at once; the cache starts afresh past this (odd aspect ratios cannot grow it).
-const MAX_PLANS: usize = 32;
+/// Plans kept at once (odd aspect ratios cannot grow the cache past this).
+const MAX_PLANS: usize = 48;
 /// Neighbouring tiles share this many pixels. A face wider than this at twice the 640 pass's
 /// scale is 32 px or more at that pass's, where the network finds it; a smaller one lies whole
 /// inside some tile.
@@ -251,14 +252,21 @@ const TILE_OVERLAP: usize = 64;
 
 type Plan = TypedRunnableModel;
 
+/// Plans by input size (height, width), each with the clock of its last use.
+#[derive(Default)]
+struct Plans {
+    by_size: HashMap<(usize, usize), (Arc<Plan>, u64)>,
+    clock: u64,
+}
+
 /// YuNet, loaded once and shared.
 pub struct YuNet {
     /// The graph as read, narrowed to [`OUTPUTS`], with no input size yet.
     model: InferenceModel,
-    /// A plan per input size (height, width), built on first use (about 50 ms each). The
-    /// sizes come from the passes alone, each side a multiple of 32 up to 672, and a handful
-    /// cover most images; at most [`MAX_PLANS`] are kept.
-    plans: Mutex<HashMap<(usize, usize), Arc<Plan>>>,
+    /// A plan per input size, built on first use (about 50 ms each). The sizes come from the passes alone, each
+    /// side a multiple of 32 up to 672, and a handful cover most photos; at most
+    /// [`MAX_PLANS`] are kept, the least recently used dropped first.
+    plans: Mutex<Plans>,
     sha256: String,
     settings: Settings,
 }
@@ -288,7 +296,7 @@ impl YuNet {
             .map_err(|e| err(format!("not YuNet: {e}")))?;
         let yunet = Self {
             model,
-            plans: Mutex::new(HashMap::new()),
+            plans: Mutex::default(),
             sha256,
             settings,
         };
@@ -303,8 +311,12 @@ impl YuNet {
     /// The plan for an input of `h`×`w`, built once.
     fn plan(&self, h: usize, w: usize) -> Result<Arc<Plan>, FaceError> {
         // A panic while building leaves at worst a plan missing: the map stays usable.
-        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(plan) = plans.get(&(h, w)) {
+        let mut cache = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.clock += 1;
+        let now = cache.clock;
+        let plans = &mut cache.by_size;
+        if let Some((plan, used)) = plans.get_mut(&(h, w)) {
+            *used = now;
             return Ok(plan.clone());
         }
         let plan = self
@@ -315,9 +327,15 @@ impl YuNet {
             .and_then(|m| m.into_runnable())
             .map_err(|e| FaceError::Model(format!("cannot plan the network at {w}×{h}: {e}")))?;
         if plans.len() >= MAX_PLANS {
-            plans.clear();
+            let oldest = plans
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                plans.remove(&oldest);
+            }
         }
-        plans.insert((h, w), plan.clone());
+        plans.insert((h, w), (plan.clone(), now));
         Ok(plan)
     }
 
