@@ -11,7 +11,8 @@
 //! the whole image at 320 px on its longer side (an identifiable close-up, decided in a
 //! quarter of the time), then at 640 px, then for large images at 1280 px in overlapping tiles
 //! (small faces in a group), stopping once a pass found an identifiable face; detections are
-//! merged by non-maximum suppression ([`YuNet::faces_in`]). A JPEG is decoded by libjpeg-turbo at the
+//! merged by non-maximum suppression ([`YuNet::faces_in`]). Redaction runs the 640 and 1280
+//! passes in full. A JPEG is decoded by libjpeg-turbo at the
 //! smallest DCT scale that still holds every pixel those passes look at ([`Upright`]). An image
 //! that cannot be decoded, or a missing or wrong model, is `not_scanned` with a reason, never
 //! `none`.
@@ -424,12 +425,11 @@ impl YuNet {
 
     /// Every face at or above `min` in an upright image, in its pixels. The passes, each over
     /// the whole image: 640 px on its longer side, then for images over `tile_above_px` 1280
-    /// px (small faces in a group). With `until_high`, stop after the first pass that found an
-    /// identifiable face (the verdict cannot change), and first take a quick look at 320 px,
-    /// in a quarter of the time, which decides a close-up: its faces are kept only when one
-    /// is identifiable, so it adds no uncertain face the 640 pass would not find. Redaction,
-    /// which needs every face, passes `false`: every pass runs, the 320 one included (a face
-    /// too large for the 640 pass).
+    /// px (small faces in a group). With `until_high`, first a quick look at 320 px, in a
+    /// quarter of the time, which decides an identifiable close-up (its faces are kept only
+    /// then, so it adds no uncertain face the 640 pass would not find), and stop after the
+    /// first pass that found an identifiable face: the verdict cannot change. Redaction, which
+    /// needs every face and boxes as tight as the 640 pass draws them, passes `false`.
     ///
     /// # Errors
     /// [`FaceError`] when the network cannot be planned or run.
@@ -439,25 +439,37 @@ impl YuNet {
         min: f32,
         until_high: bool,
     ) -> Result<Vec<Face>, FaceError> {
+        self.detections(image, min, until_high).map(nms)
+    }
+
+    /// [`YuNet::faces_in`] before non-maximum suppression: every box any pass drew.
+    fn detections(
+        &self,
+        image: &DynamicImage,
+        min: f32,
+        until_high: bool,
+    ) -> Result<Vec<Face>, FaceError> {
         let high = self.settings.high_threshold;
-        let quick = self.pass(image, SIDE / 2, min)?;
-        if until_high && quick.iter().any(|f| f.score >= high) {
-            return Ok(nms(quick));
+        if until_high {
+            let quick = self.pass(image, SIDE / 2, min)?;
+            if quick.iter().any(|f| f.score >= high) {
+                return Ok(quick);
+            }
         }
-        let mut faces = if until_high { Vec::new() } else { quick };
         let longer = image.width().max(image.height()) as usize;
         let mut sides = vec![SIDE];
         let tile_above = self.settings.tile_above_px as usize;
         if tile_above > 0 && longer > tile_above {
             sides.push((2 * SIDE).min(longer));
         }
+        let mut faces = Vec::new();
         for side in sides {
             faces.extend(self.pass(image, side, min)?);
             if until_high && faces.iter().any(|f| f.score >= high) {
                 break;
             }
         }
-        Ok(nms(faces))
+        Ok(faces)
     }
 
     fn verdict(&self, faces: &[Face]) -> Verdict {
@@ -498,11 +510,14 @@ impl YuNet {
         original: &[u8],
         mut image: DynamicImage,
     ) -> Result<Redacted, FaceError> {
-        let faces = self.faces_in(&image, self.settings.low_threshold, false)?;
+        // Every box any pass drew is hidden, not only those suppression keeps: a kept box
+        // may cover less of the face than one it suppressed.
+        let boxes = self.detections(&image, self.settings.low_threshold, false)?;
         let margin = self.settings.redaction_margin;
-        for face in &faces {
+        for face in &boxes {
             hide(&mut image, face, margin, self.settings.redaction);
         }
+        let faces = nms(boxes);
         let (bytes, format) = encode_like(original, &image)?;
         Ok(Redacted {
             bytes,
@@ -533,7 +548,7 @@ impl Detector for YuNet {
     }
 }
 
-/// `image` scaled by `scale` (bilinear, SIMD), as 8-bit RGB.
+/// `image` scaled by `scale` (SIMD), as 8-bit RGB.
 fn resized(image: &DynamicImage, scale: f32) -> Result<RgbImage, FaceError> {
     use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
     let (w, h) = image.dimensions();
@@ -551,9 +566,16 @@ fn resized(image: &DynamicImage, scale: f32) -> Result<RgbImage, FaceError> {
     let fail = |e: &dyn std::fmt::Display| FaceError::Decode(format!("resize: {e}"));
     let src = images::ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3).map_err(|e| fail(&e))?;
     let mut dst = images::Image::new(nw, nh, PixelType::U8x3);
-    let bilinear = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    // Down: the mean of each output pixel's area (as `image`'s thumbnail, which the detector's
+    // thresholds and the redaction tests were tuned on); up: bilinear.
+    let filter = if scale < 1.0 {
+        FilterType::Box
+    } else {
+        FilterType::Bilinear
+    };
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
     Resizer::new()
-        .resize(&src, &mut dst, &bilinear)
+        .resize(&src, &mut dst, &options)
         .map_err(|e| fail(&e))?;
     RgbImage::from_raw(nw, nh, dst.into_vec()).ok_or_else(|| fail(&"buffer size"))
 }
@@ -839,4 +861,41 @@ fn encode_like(
         }
     };
     Ok((out.into_inner(), format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_image_overlapping_so_a_small_face_lies_whole_in_one() {
+        assert_eq!(tiles(640, 480), vec![(0, 0, 640, 480)]);
+        for (w, h) in [
+            (1280, 960),
+            (1280, 720),
+            (960, 1280),
+            (1280, 1280),
+            (700, 641),
+        ] {
+            let all = tiles(w, h);
+            // Every face box of up to TILE_OVERLAP pixels a side, anywhere, fits in a tile.
+            let side = TILE_OVERLAP as u32;
+            for y in (0..=h - side).step_by(7) {
+                for x in (0..=w - side).step_by(7) {
+                    assert!(
+                        all.iter().any(|&(tx, ty, tw, th)| tx <= x
+                            && x + side <= tx + tw
+                            && ty <= y
+                            && y + side <= ty + th),
+                        "{w}×{h}: no tile holds ({x}, {y})"
+                    );
+                }
+            }
+            for &(x, y, tw, th) in &all {
+                assert!(x + tw <= w && y + th <= h && tw as usize <= SIDE + TILE_OVERLAP);
+                assert!(th as usize <= SIDE + TILE_OVERLAP, "{w}×{h}: {all:?}");
+            }
+        }
+        assert_eq!(tiles(1280, 960).len(), 4);
+    }
 }
