@@ -184,8 +184,8 @@ pub struct Settings {
     pub high_threshold: f32,
     /// A face scoring at least this (and below `high`) makes it `uncertain`.
     pub low_threshold: f32,
-    /// Images whose longer side exceeds this are also scanned whole at twice the first pass's
-    /// resolution, for small faces (0: never). The name is the setting's since it meant tiles.
+    /// Images whose longer side exceeds this are also scanned at twice the 640 pass's
+    /// resolution, in tiles, for small faces (0: never).
     pub tile_above_px: u32,
     /// Decoding limits.
     pub max_pixels: u64,
@@ -402,7 +402,8 @@ impl YuNet {
 
     /// One pass over the whole image scaled to `side` on its longer side, in overlapping
     /// tiles of at most about 640 px a side when larger (smaller inputs keep the network's
-    /// working set in cache: 4 tiles of 1280×960 cost 30 % less than one run); faces in the
+    /// working set in cache: one 1280×960 run measured 140–183 ms, one 640×480 run 23–25 ms,
+    /// a sixth of the pixels at a seventh of the time); faces in the
     /// image's pixels.
     fn pass(&self, image: &DynamicImage, side: usize, min: f32) -> Result<Vec<Face>, FaceError> {
         let longer = image.width().max(image.height()).max(1);
