@@ -12,10 +12,9 @@
 //! quarter of the time), then at 640 px, then for large images at 1280 px in overlapping tiles
 //! (small faces in a group), stopping once a pass found an identifiable face; detections are
 //! merged by non-maximum suppression ([`YuNet::faces_in`]). Redaction runs the 640 and 1280
-//! passes in full. A JPEG is decoded by libjpeg-turbo at the
-//! smallest DCT scale that still holds every pixel those passes look at ([`Upright`]). An image
-//! that cannot be decoded, or a missing or wrong model, is `not_scanned` with a reason, never
-//! `none`.
+//! passes in full. A JPEG is decoded by libjpeg-turbo at the smallest DCT scale that still
+//! holds every pixel those passes look at ([`Upright`]). An image that cannot be decoded, or a
+//! missing or wrong model, is `not_scanned` with a reason, never `none`.
 //!
 //! [`Detector::redact`] decodes at full size, pixelates or blurs each face box (grown by a
 //! margin) and re-encodes: the one place pixels change. Results carry boxes and scores, never pixels;
@@ -264,9 +263,9 @@ struct Plans {
 pub struct YuNet {
     /// The graph as read, narrowed to [`OUTPUTS`], with no input size yet.
     model: InferenceModel,
-    /// A plan per input size, built on first use (about 50 ms each). The sizes come from the passes alone, each
-    /// side a multiple of 32 up to 672, and a handful cover most photos; at most
-    /// [`MAX_PLANS`] are kept, the least recently used dropped first.
+    /// A plan per input size, built on first use (about 50 ms each). The sizes come from the
+    /// passes alone, each side a multiple of 32 up to 672, and a handful cover most photos; at
+    /// most [`MAX_PLANS`] are kept, the least recently used dropped first.
     plans: Mutex<Plans>,
     sha256: String,
     settings: Settings,
@@ -403,8 +402,7 @@ impl YuNet {
     /// One pass over the whole image scaled to `side` on its longer side, in overlapping
     /// tiles of at most about 640 px a side when larger (smaller inputs keep the network's
     /// working set in cache: one 1280×960 run measured 140–183 ms, one 640×480 run 23–25 ms,
-    /// a sixth of the pixels at a seventh of the time); faces in the
-    /// image's pixels.
+    /// a quarter of the pixels at a sixth of the time); faces in the image's pixels.
     fn pass(&self, image: &DynamicImage, side: usize, min: f32) -> Result<Vec<Face>, FaceError> {
         let longer = image.width().max(image.height()).max(1);
         let scale = side as f32 / longer as f32;
@@ -458,13 +456,8 @@ impl YuNet {
             }
         }
         let longer = image.width().max(image.height()) as usize;
-        let mut sides = vec![SIDE];
-        let tile_above = self.settings.tile_above_px as usize;
-        if tile_above > 0 && longer > tile_above {
-            sides.push((2 * SIDE).min(longer));
-        }
         let mut faces = Vec::new();
-        for side in sides {
+        for side in pass_sides(&self.settings, longer) {
             faces.extend(self.pass(image, side, min)?);
             if until_high && faces.iter().any(|f| f.score >= high) {
                 break;
@@ -579,6 +572,18 @@ fn resized(image: &DynamicImage, scale: f32) -> Result<RgbImage, FaceError> {
         .resize(&src, &mut dst, &options)
         .map_err(|e| fail(&e))?;
     RgbImage::from_raw(nw, nh, dst.into_vec()).ok_or_else(|| fail(&"buffer size"))
+}
+
+/// The longer sides of the passes after the quick look, coarse to fine: 640, and for an image
+/// whose longer side (`longer`) exceeds `tile_above_px`, 1280 (at most its own). The one rule
+/// for what the scan runs, and so for the scale a JPEG is decoded at.
+fn pass_sides(settings: &Settings, longer: usize) -> Vec<usize> {
+    let tile_above = settings.tile_above_px as usize;
+    if tile_above > 0 && longer > tile_above {
+        vec![SIDE, (2 * SIDE).min(longer)]
+    } else {
+        vec![SIDE]
+    }
 }
 
 /// Tiles of at most about 640 px a side covering a `w`×`h` image, neighbours overlapping by
@@ -716,13 +721,11 @@ fn decode_jpeg_scaled(bytes: &[u8], settings: &Settings) -> Result<Upright, Face
         return Err(FaceError::TooLarge("max_decode_bytes"));
     }
     let longer = w.max(h);
-    let tile_above = settings.tile_above_px as usize;
-    let looked_at = if tile_above > 0 && longer > tile_above {
-        2 * SIDE
-    } else {
-        SIDE
-    };
-    let needed = looked_at.min(longer);
+    let finest = pass_sides(settings, longer)
+        .into_iter()
+        .max()
+        .unwrap_or(SIDE);
+    let needed = finest.min(longer);
     let factor = Decompressor::supported_scaling_factors()
         .into_iter()
         .filter(|f| f.num() <= f.denom() && f.scale(longer) >= needed)
