@@ -147,7 +147,7 @@ async fn serve(
         });
         let config = RunnerConfig {
             concurrency: settings.worker.concurrency,
-            prefetch: settings.queue.prefetch,
+            prefetch: settings.prefetch(),
         };
         let (queue, shutdown) = (queue.clone(), shutdown.clone());
         tokio::spawn(async move { runner::run(queue, jobs, config, shutdown).await })

@@ -181,9 +181,9 @@ fn keys_create_prints_only_the_key_on_stdout() {
 fn a_bad_setting_is_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_asepsis"))
         .args(["up", "--data", "/nonexistent-never"])
-        .env("ASEPSIS__QUEUE__PREFETCH", "0")
+        .env("ASEPSIS__QUEUE__MAX_ATTEMPTS", "0")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("queue.prefetch"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("queue.max_attempts"));
 }

@@ -140,6 +140,7 @@ pub struct Log {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Queue {
+    /// Deliveries a worker holds at once; 0: `worker.concurrency` (see [`Settings::prefetch`]).
     pub prefetch: u16,
     pub max_attempts: u32,
     pub retry_delays_ms: Vec<u64>,
@@ -234,6 +235,16 @@ pub enum Store {
 }
 
 impl Settings {
+    /// [`Queue::prefetch`], with 0 resolved to the worker's concurrency: a worker then holds
+    /// only the jobs it works on, so one killed hands back no others (each hand-back counts as
+    /// an attempt toward the dead-letter limit), and workers share the queue evenly.
+    pub fn prefetch(&self) -> u16 {
+        match self.queue.prefetch {
+            0 => u16::try_from(self.worker.concurrency.max(1)).unwrap_or(u16::MAX),
+            n => n,
+        }
+    }
+
     /// Merge defaults → `file` → environment → `overrides` (the command line), then validate.
     ///
     /// # Errors
@@ -275,9 +286,6 @@ impl Settings {
                 problem: problem.to_owned(),
             })
         };
-        if self.queue.prefetch == 0 {
-            return invalid("queue.prefetch", "must be at least 1");
-        }
         if self.queue.max_attempts == 0 {
             return invalid("queue.max_attempts", "must be at least 1");
         }
@@ -420,6 +428,15 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_defaults_to_the_worker_concurrency() -> Result<(), ConfigError> {
+        let s = Settings::from_figment(base().merge(Toml::string("[worker]\nconcurrency = 6\n")))?;
+        assert_eq!(s.prefetch(), 6);
+        let s = Settings::from_figment(base().merge(Toml::string("[queue]\nprefetch = 20\n")))?;
+        assert_eq!(s.prefetch(), 20);
+        Ok(())
+    }
+
+    #[test]
     fn defaults_are_embedded_and_local() -> Result<(), ConfigError> {
         let s = Settings::from_figment(base())?;
         assert!(matches!(s.queue.backend, QueueBackend::Embedded));
@@ -472,9 +489,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting() {
-        let bad = base().merge(Toml::string("[queue]\nprefetch = 0\n"));
+        let bad = base().merge(Toml::string("[queue]\nmax_attempts = 0\n"));
         let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("queue.prefetch"), "{err}");
+        assert!(err.to_string().contains("queue.max_attempts"), "{err}");
 
         let bad = base().merge(Toml::string("[server]\nlisten = \"nowhere\"\n"));
         let err = Settings::from_figment(bad).map(|_| ()).unwrap_err();
