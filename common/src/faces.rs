@@ -683,10 +683,6 @@ pub fn decode_upright(bytes: &[u8], settings: &Settings) -> Result<DynamicImage,
     Ok(image)
 }
 
-/// At most this many progressive scans are decoded (libjpeg-turbo's advice for untrusted
-/// files: a crafted JPEG can repeat scans to cost seconds).
-const MAX_JPEG_SCANS: u32 = 500;
-
 /// Decode for the scan (see [`Upright`]). A JPEG goes through libjpeg-turbo at the smallest
 /// DCT scale (a multiple of 1/8) that keeps the longer side at least as long as the passes
 /// look at, which skips most of the decoding of a camera photo; any other format, and a JPEG
@@ -732,7 +728,9 @@ fn decode_jpeg_scaled(bytes: &[u8], settings: &Settings) -> Result<Upright, Face
         .min_by_key(|f| f.scale(longer))
         .unwrap_or(ScalingFactor::ONE);
     decompressor.set_scaling_factor(factor).map_err(fail)?;
-    decompressor.set_scan_limit(MAX_JPEG_SCANS).map_err(fail)?;
+    decompressor
+        .set_scan_limit(u32::try_from(crate::media::MAX_JPEG_SCANS).unwrap_or(u32::MAX))
+        .map_err(fail)?;
     let (sw, sh) = (factor.scale(w), factor.scale(h));
     let mut rgb = vec![0u8; sw * sh * 3];
     let output = Image {

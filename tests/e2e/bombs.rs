@@ -1,7 +1,8 @@
 //! Hostile files through the whole service: decompression bombs (a PNG, a WebP and a JPEG
-//! that claim enormous canvases), a TIFF whose IFDs loop, a HEIF that claims 100,000 items,
-//! and a PNG cut at every 1 KB boundary. Each is refused at the upload (a 4xx naming the
-//! problem) or ends `rejected` with a reason, and a good file still publishes after them.
+//! that claim enormous canvases), a JPEG of 601 scans, a TIFF whose IFDs loop, a HEIF that
+//! claims 100,000 items, and a PNG cut at every 1 KB boundary. Each is refused at the upload
+//! (a 4xx naming the problem) or ends `rejected` with a reason, and a good file still
+//! publishes after them.
 
 use reqwest::StatusCode;
 
@@ -76,6 +77,20 @@ fn jpeg_bomb() -> Vec<u8> {
     jpeg
 }
 
+/// A corpus JPEG whose last scan is repeated 600 times (the chaos bench's progressive file of
+/// 20,000 scans took 28 s to scan and was published: every viewer would walk it again).
+fn jpeg_scans() -> Vec<u8> {
+    let jpeg = corpus("jpeg/ianare-DSCN0010.jpg");
+    let last = jpeg.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+    let scan = &jpeg[last..jpeg.len() - 2];
+    let mut out = jpeg[..jpeg.len() - 2].to_vec();
+    for _ in 0..600 {
+        out.extend_from_slice(scan);
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
 /// A little-endian TIFF whose first IFD names itself as the next one.
 fn tiff_loop() -> Vec<u8> {
     let mut out = b"II*\0".to_vec();
@@ -129,6 +144,7 @@ pub async fn hostile_files_are_refused_or_rejected(c: &Ctx) {
         ("a PNG claiming 65535 x 65535".into(), png_bomb()),
         ("a WebP claiming a 2^24 canvas".into(), webp_bomb()),
         ("a JPEG claiming 65500 x 65500".into(), jpeg_bomb()),
+        ("a JPEG of 601 scans".into(), jpeg_scans()),
         ("a TIFF whose IFDs loop".into(), tiff_loop()),
         ("a HEIF claiming 100,000 items".into(), heif_items()),
     ];

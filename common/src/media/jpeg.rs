@@ -52,13 +52,18 @@ struct Piece<'a> {
     payload: &'a [u8],
 }
 
+/// Most scans a JPEG may have. A progressive file has about ten; a crafted one repeats scans
+/// so that every decoder that shows it (ours, and each viewer's) walks the image again per
+/// scan. libjpeg-turbo advises a limit like this one for untrusted files.
+pub const MAX_SCANS: usize = 500;
+
 /// Walk from SOI to EOI. Returns the pieces and the offset just past EOI.
 fn walk<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(Vec<Piece<'a>>, usize), StripError> {
     if bytes.get(..2) != Some(&[0xFF, SOI]) {
         return Err(bad("does not start with SOI"));
     }
     let mut pieces = Vec::new();
-    let mut pos = 2;
+    let (mut pos, mut scans) = (2, 0);
     loop {
         check_limit(
             "max_segments",
@@ -103,6 +108,10 @@ fn walk<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(Vec<Piece<'a>>, usize),
             .ok_or_else(|| bad("truncated: segment runs past the end"))?;
         pos += len;
         if marker == SOS {
+            scans += 1;
+            if scans > MAX_SCANS {
+                return Err(bad(format!("more than {MAX_SCANS} scans")));
+            }
             // Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or RSTn.
             loop {
                 let ff = memchr(0xFF, &bytes[pos..])
@@ -295,6 +304,26 @@ mod tests {
         out.extend_from_slice(&[0xFF, EOI]);
         out.extend_from_slice(trailing);
         out
+    }
+
+    #[test]
+    fn a_file_of_more_scans_than_any_decoder_should_walk_is_refused() {
+        let with_scans = |n: usize| {
+            let one = jpeg(&[], b"");
+            let (head, scan) = (&one[..one.len() - 2], &one[one.len() - 19..one.len() - 2]);
+            assert_eq!(scan[..2], [0xFF, SOS]);
+            let mut out = head.to_vec();
+            for _ in 1..n {
+                out.extend_from_slice(scan);
+            }
+            out.extend_from_slice(&[0xFF, EOI]);
+            out
+        };
+        let limits = Limits::default();
+        let (out, _, _) = strip(&with_scans(MAX_SCANS), &limits).unwrap();
+        verify(&out, &limits).unwrap();
+        let err = strip(&with_scans(MAX_SCANS + 1), &limits).unwrap_err();
+        assert!(err.to_string().contains("more than 500 scans"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod exif;
 mod heif;
 mod icc;
 mod jpeg;
+pub(crate) use jpeg::MAX_SCANS as MAX_JPEG_SCANS;
 mod png;
 mod tiff;
 mod webp;
