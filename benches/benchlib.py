@@ -4,6 +4,8 @@ the services on RabbitMQ and S3, and a process's memory and descriptors. Standar
 It owns no measurement: each script says what it measures and prints it.
 """
 
+import base64
+import hashlib
 import json
 import os
 import pathlib
@@ -12,6 +14,8 @@ import sys
 import time
 import urllib.request
 import uuid
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -118,6 +122,24 @@ def delete_topology(queue):
     for exchange in (f"{queue}.events", f"{queue}.dlx"):
         subprocess.run(["rabbitmqctl", "-q", "eval", f'rabbit_exchange:delete(rabbit_misc:r(<<"/">>, exchange, <<"{exchange}">>), false, <<"bench">>).'],
                        capture_output=True)
+
+
+def delete_bucket(bucket, s3=S3):
+    """Empty the S3 bucket (ListObjectsV2 pages, DeleteObjects of up to 1,000 keys) and delete it."""
+    while True:
+        status, body = request("GET", f"{s3}/{bucket}?list-type=2&max-keys=1000")
+        if status != 200:
+            return
+        root = ElementTree.fromstring(body)
+        ns = {"s3": root.tag.split("}")[0].strip("{")}
+        keys = [k.text for k in root.findall("s3:Contents/s3:Key", ns)]
+        if not keys:
+            break
+        doc = "<Delete><Quiet>true</Quiet>" + "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys) + "</Delete>"
+        doc = doc.encode()
+        md5 = base64.b64encode(hashlib.md5(doc).digest()).decode()
+        request("POST", f"{s3}/{bucket}?delete", body=doc, headers={"Content-MD5": md5, "Content-Type": "application/xml"})
+    request("DELETE", f"{s3}/{bucket}")
 
 
 def proc_status(pid, field):
