@@ -12,6 +12,7 @@ import pathlib
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from xml.etree import ElementTree
@@ -124,19 +125,33 @@ def delete_topology(queue):
                        capture_output=True)
 
 
-def delete_bucket(bucket, s3=S3):
-    """Empty the S3 bucket (ListObjectsV2 pages, DeleteObjects of up to 1,000 keys) and delete it."""
+def list_bucket(bucket, prefix="", delimiter=None, s3=S3):
+    """Every key (or, with `delimiter`, every common prefix) under `prefix` in the S3 bucket,
+    through every ListObjectsV2 page."""
+    found, token = [], None
     while True:
-        status, body = request("GET", f"{s3}/{bucket}?list-type=2&max-keys=1000")
+        query = {"list-type": "2", "prefix": prefix, **({"delimiter": delimiter} if delimiter else {})}
+        if token:
+            query["continuation-token"] = token
+        status, body = request("GET", f"{s3}/{bucket}?{urllib.parse.urlencode(query)}")
         if status != 200:
-            return
+            sys.exit(f"listing {prefix!r} in {bucket} answered {status}")
         root = ElementTree.fromstring(body)
         ns = {"s3": root.tag.split("}")[0].strip("{")}
-        keys = [k.text for k in root.findall("s3:Contents/s3:Key", ns)]
-        if not keys:
-            break
-        doc = "<Delete><Quiet>true</Quiet>" + "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys) + "</Delete>"
-        doc = doc.encode()
+        path = "s3:CommonPrefixes/s3:Prefix" if delimiter else "s3:Contents/s3:Key"
+        found += [e.text for e in root.findall(path, ns)]
+        token = root.findtext("s3:NextContinuationToken", None, ns)
+        if not token:
+            return found
+
+
+def delete_bucket(bucket, s3=S3):
+    """Empty the S3 bucket (DeleteObjects of up to 1,000 keys at a time) and delete it."""
+    keys = list_bucket(bucket, s3=s3)
+    for at in range(0, len(keys), 1000):
+        doc = ("<Delete><Quiet>true</Quiet>"
+               + "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys[at:at + 1000])
+               + "</Delete>").encode()
         md5 = base64.b64encode(hashlib.md5(doc).digest()).decode()
         request("POST", f"{s3}/{bucket}?delete", body=doc, headers={"Content-MD5": md5, "Content-Type": "application/xml"})
     request("DELETE", f"{s3}/{bucket}")

@@ -729,7 +729,7 @@ fn decode_jpeg_scaled(bytes: &[u8], settings: &Settings) -> Result<Upright, Face
         .unwrap_or(ScalingFactor::ONE);
     decompressor.set_scaling_factor(factor).map_err(fail)?;
     decompressor
-        .set_scan_limit(u32::try_from(crate::media::MAX_JPEG_SCANS).unwrap_or(u32::MAX))
+        .set_scan_limit(crate::media::MAX_JPEG_SCANS)
         .map_err(fail)?;
     let (sw, sh) = (factor.scale(w), factor.scale(h));
     let mut rgb = vec![0u8; sw * sh * 3];

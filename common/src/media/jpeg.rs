@@ -55,7 +55,7 @@ struct Piece<'a> {
 /// Most scans a JPEG may have. A progressive file has about ten; a crafted one repeats scans
 /// so that every decoder that shows it (ours, and each viewer's) walks the image again per
 /// scan. libjpeg-turbo advises a limit like this one for untrusted files.
-pub const MAX_SCANS: usize = 500;
+pub const MAX_SCANS: u32 = 500;
 
 /// Walk from SOI to EOI. Returns the pieces and the offset just past EOI.
 fn walk<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(Vec<Piece<'a>>, usize), StripError> {
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_file_of_more_scans_than_any_decoder_should_walk_is_refused() {
-        let with_scans = |n: usize| {
+        let with_scans = |n: u32| {
             let one = jpeg(&[], b"");
             let (head, scan) = (&one[..one.len() - 2], &one[one.len() - 19..one.len() - 2]);
             assert_eq!(scan[..2], [0xFF, SOS]);
